@@ -1,0 +1,3 @@
+from occprep.cli import main
+
+main()

@@ -1,0 +1,73 @@
+"""Dataset conventions as data: the JSON files in `configs/`, loaded into typed records.
+
+A nuScenes-format dataset that differs from nuScenes (other cameras, other categories) needs a
+config file, not a fork: pass its path wherever a config name is accepted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Tuple
+
+import msgspec
+
+from occprep.errors import OccprepError
+from occprep.fileio import read_json
+
+
+class DatasetConfig(msgspec.Struct, frozen=True):
+    """Sensor channels and label conventions of a nuScenes-format dataset."""
+
+    name: str
+    lidar_channel: str
+    camera_channels: Tuple[str, ...]
+    """Camera channels in the order infos list them."""
+    detection_names: Dict[str, str]
+    """Category name -> detection name; unmapped categories keep their category name."""
+    can_bus_blacklist: Tuple[int, ...] = ()
+    """Scene numbers (the digits of `scene-NNNN`) that have no CAN bus data."""
+
+
+class OccupancyFormat(msgspec.Struct, frozen=True):
+    """A dense occupancy grid convention around the ego vehicle at one keyframe."""
+
+    name: str
+    frame: str
+    """Frame the grid is defined in: 'lidar' or 'ego'."""
+    point_cloud_range: Tuple[float, float, float, float, float, float]
+    """[x_min, y_min, z_min, x_max, y_max, z_max], m."""
+    voxel_size: float
+    """Edge of a cubic voxel, m."""
+    grid: Tuple[int, int, int]
+    """Voxels along x, y, z."""
+    classes: Tuple[str, ...]
+    """Semantic class names by label id."""
+    free_label: int
+    """Label id of empty space."""
+
+
+def config_dir() -> Path:
+    """The bundled `configs/`: inside the installed package, or beside it in a source checkout."""
+    here = Path(__file__).resolve().parent
+    return next(d for d in (here / "configs", here.parent / "configs") if d.is_dir())
+
+
+def _load(name_or_path: str, type_: type, prefix: str):
+    path = Path(name_or_path)
+    if path.suffix == ".json" or path.exists():
+        return read_json(path, type_)
+    bundled = config_dir() / f"{prefix}{name_or_path}.json"
+    if not bundled.is_file():
+        known = sorted(p.stem[len(prefix) :] for p in config_dir().glob(f"{prefix}*.json"))
+        raise OccprepError(f"unknown config {name_or_path!r}: give a JSON file or one of {', '.join(known)}")
+    return read_json(bundled, type_)
+
+
+def dataset_config(name_or_path: str = "nuscenes") -> DatasetConfig:
+    """The dataset convention `name_or_path` ('nuscenes' or a JSON file)."""
+    return _load(name_or_path, DatasetConfig, "dataset-")
+
+
+def occupancy_format(name_or_path: str) -> OccupancyFormat:
+    """The occupancy convention `name_or_path` ('openocc-v1', 'occ3d' or a JSON file)."""
+    return _load(name_or_path, OccupancyFormat, "occ-")

@@ -1,0 +1,61 @@
+"""Edges of the pipeline: reading JSON and writing files atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator, Type, TypeVar
+
+import msgspec
+
+from occprep.errors import OccprepError
+
+T = TypeVar("T")
+
+
+def read_json(path: Path, type: Type[T] = object) -> T:  # noqa: A002 - mirrors msgspec
+    """Decode a JSON file into `type` (msgspec), naming the file and position on failure."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise OccprepError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise OccprepError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return msgspec.json.decode(data, type=type)
+    except msgspec.ValidationError as exc:
+        raise OccprepError(f"{path}: unexpected content: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise OccprepError(f"{path}: malformed JSON: {exc}") from None
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside `path`; rename it over `path` only if the block succeeds.
+
+    A failed or interrupted write leaves neither a partial file nor a damaged older one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, obj: object) -> None:
+    """Write `obj` as indented JSON with sorted keys, atomically."""
+    with atomic_write(path) as handle:
+        handle.write(msgspec.json.format(msgspec.json.encode(obj, order="sorted"), indent=2))
+        handle.write(b"\n")

@@ -1,0 +1,94 @@
+"""Info pickles: a writer that any numpy can read, and a reader that runs no code.
+
+Written pickles use protocol 4 and name only `numpy.ndarray`, `numpy.dtype` and builtins, so they
+load under numpy 1.19 to 2.x and Python 3.7+ (numpy 2's own pickles name `numpy._core`, which
+numpy 1.x cannot import). Read pickles may come from a download link: `load_pickle` admits only
+numpy arrays, numpy scalars and plain containers, and refuses any other global with a clear error.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from occprep.errors import OccprepError
+from occprep.fileio import atomic_write
+
+PROTOCOL = 4
+
+_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("_codecs", "encode"),
+    ("collections", "OrderedDict"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "slice"),
+    ("builtins", "complex"),
+}
+
+
+class _PortablePickler(pickle.Pickler):
+    """Pickles arrays as `numpy.ndarray` + `__setstate__`, the form every numpy version reads."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is np.ndarray:
+            if obj.dtype.hasobject:
+                raise TypeError("object arrays cannot be written portably")
+            _, _, state = obj.__reduce__()
+            return np.ndarray, ((0,), np.dtype("b")), state
+        if isinstance(obj, np.generic):
+            raise TypeError(f"numpy scalar {obj!r} must be converted to a Python number first")
+        return NotImplemented
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialise `obj` (dicts, lists, str, int, float, bool, None and numeric/str ndarrays)."""
+    buffer = io.BytesIO()
+    _PortablePickler(buffer, protocol=PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+def dump_pickle(obj: Any, path: Path) -> None:
+    """Write `obj` to `path` atomically (see `dumps`)."""
+    data = dumps(obj)
+    with atomic_write(path) as handle:
+        handle.write(data)
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def __init__(self, file: Any, path: Path) -> None:
+        super().__init__(file)
+        self._path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS or (module == "numpy.dtypes" and name.endswith("DType")):
+            __import__(module)
+            return super().find_class(module, name)
+        raise OccprepError(
+            f"{self._path}: refused to load: the pickle imports {module}.{name}, and only numpy "
+            "arrays and builtins are allowed (a pickle that imports code can run it); "
+            "regenerate it with occprep or inspect its source"
+        )
+
+
+def load_pickle(path: Path) -> Any:
+    """Load a pickle that may come from anywhere, admitting only numpy arrays and builtins."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            return _SafeUnpickler(handle, path).load()
+    except FileNotFoundError:
+        raise OccprepError(f"{path}: file not found") from None
+    except OccprepError:
+        raise
+    except Exception as exc:  # truncated or non-pickle data raise many different types
+        raise OccprepError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None

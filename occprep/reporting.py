@@ -1,0 +1,48 @@
+"""Progress bars on stderr and the closing summary of a command, as text and as JSON."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, List, Optional
+
+from tqdm import tqdm
+
+from occprep.fileio import write_json
+
+
+class Reporter:
+    """What one command run tells the user: progress while it works, a summary when done.
+
+    `quiet` silences both; the JSON report (`report_path`) is written either way.
+    """
+
+    def __init__(self, command: str, quiet: bool = False, report_path: Optional[Path] = None) -> None:
+        self.command = command
+        self.quiet = quiet
+        self.report_path = report_path
+        self.started = time.perf_counter()
+
+    def progress(self, iterable: Optional[Iterable] = None, *, desc: str, total: Optional[int] = None,
+                 unit: str = "it") -> tqdm:
+        """A tqdm bar on stderr (disabled when quiet)."""
+        return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, disable=self.quiet,
+                    dynamic_ncols=True, leave=False)
+
+    def info(self, line: str) -> None:
+        """One line of narration on stderr (silenced when quiet)."""
+        if not self.quiet:
+            print(line, file=sys.stderr)
+
+    @property
+    def elapsed(self) -> float:
+        """Wall time since the run started, s."""
+        return time.perf_counter() - self.started
+
+    def finish(self, summary: dict, lines: List[str]) -> None:
+        """Print the summary `lines` and write `summary` (plus command and wall time) as JSON."""
+        for line in lines:
+            self.info(line)
+        if self.report_path is not None:
+            write_json(self.report_path, {"command": self.command, "wall_time_s": round(self.elapsed, 3), **summary})

@@ -1,0 +1,164 @@
+"""The 13 nuScenes tables as typed records, with their official field names and order.
+
+Records encode back to JSON in the official key order, so the same types serve reading a
+dataset, synthesising one and exporting simulator output as nuScenes tables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import msgspec
+
+from occprep.fileio import atomic_write, read_json
+
+
+class Attribute(msgspec.Struct, gc=False):
+    token: str
+    name: str
+    description: str
+
+
+class CalibratedSensor(msgspec.Struct, gc=False):
+    """Sensor frame -> ego frame: translation, m; rotation, quaternion (w, x, y, z)."""
+
+    token: str
+    sensor_token: str
+    translation: List[float]
+    rotation: List[float]
+    camera_intrinsic: List[List[float]]
+    """3x3 pixel camera matrix; empty for non-camera sensors."""
+
+
+class Category(msgspec.Struct, gc=False):
+    token: str
+    name: str
+    description: str
+
+
+class EgoPose(msgspec.Struct, gc=False):
+    """Ego frame -> global frame at `timestamp` (µs): translation, m; rotation (w, x, y, z)."""
+
+    token: str
+    timestamp: int
+    rotation: List[float]
+    translation: List[float]
+
+
+class Instance(msgspec.Struct, gc=False):
+    token: str
+    category_token: str
+    nbr_annotations: int
+    first_annotation_token: str
+    last_annotation_token: str
+
+
+class Log(msgspec.Struct, gc=False):
+    token: str
+    logfile: str
+    vehicle: str
+    date_captured: str
+    location: str
+
+
+class Map(msgspec.Struct, gc=False):
+    category: str
+    token: str
+    filename: str
+    log_tokens: List[str]
+
+
+class Sample(msgspec.Struct, gc=False):
+    """A keyframe; `timestamp` in µs; `prev`/`next` are '' at the scene's ends."""
+
+    token: str
+    timestamp: int
+    prev: str
+    next: str
+    scene_token: str
+
+
+class SampleAnnotation(msgspec.Struct, gc=False):
+    """A 3D box in the global frame: centre, m; size (w, l, h), m; rotation (w, x, y, z)."""
+
+    token: str
+    sample_token: str
+    instance_token: str
+    visibility_token: str
+    attribute_tokens: List[str]
+    translation: List[float]
+    size: List[float]
+    rotation: List[float]
+    prev: str
+    next: str
+    num_lidar_pts: int
+    num_radar_pts: int
+
+
+class SampleData(msgspec.Struct, gc=False):
+    """One sensor reading; `filename` is relative to the dataset root; `timestamp` in µs."""
+
+    token: str
+    sample_token: str
+    ego_pose_token: str
+    calibrated_sensor_token: str
+    timestamp: int
+    fileformat: str
+    is_key_frame: bool
+    height: int
+    width: int
+    filename: str
+    prev: str
+    next: str
+
+
+class Scene(msgspec.Struct, gc=False):
+    token: str
+    log_token: str
+    nbr_samples: int
+    first_sample_token: str
+    last_sample_token: str
+    name: str
+    description: str
+
+
+class Sensor(msgspec.Struct, gc=False):
+    token: str
+    channel: str
+    modality: str
+
+
+class Visibility(msgspec.Struct, gc=False):
+    description: str
+    token: str
+    level: str
+
+
+TABLE_TYPES = {
+    "attribute": Attribute,
+    "calibrated_sensor": CalibratedSensor,
+    "category": Category,
+    "ego_pose": EgoPose,
+    "instance": Instance,
+    "log": Log,
+    "map": Map,
+    "sample": Sample,
+    "sample_annotation": SampleAnnotation,
+    "sample_data": SampleData,
+    "scene": Scene,
+    "sensor": Sensor,
+    "visibility": Visibility,
+}
+"""Table name -> record type, for all 13 tables of a nuScenes version folder."""
+
+
+def read_table(version_dir: Path, name: str) -> list:
+    """All records of table `name` (`<version_dir>/<name>.json`)."""
+    return read_json(Path(version_dir) / f"{name}.json", List[TABLE_TYPES[name]])
+
+
+def write_table(version_dir: Path, name: str, records: list) -> None:
+    """Write `records` as `<version_dir>/<name>.json`, atomically, in the official key order."""
+    with atomic_write(Path(version_dir) / f"{name}.json") as handle:
+        handle.write(msgspec.json.encode(records))

@@ -1,0 +1,92 @@
+import pickle
+import pickletools
+
+import numpy as np
+import pytest
+
+from occprep.errors import OccprepError
+from occprep.pickles import dump_pickle, dumps, load_pickle
+
+
+def pickle_globals(data: bytes) -> set:
+    """(module, name) of every global a pickle imports (protocol 2-4), following the memo."""
+    found, pushed, memo, last = set(), [], [], None
+    for op, arg, _ in pickletools.genops(data):
+        if op.name == "MEMOIZE":
+            memo.append(last)
+            continue
+        last = arg if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE") else None
+        if last is not None:
+            pushed.append(arg)
+        elif op.name in ("BINGET", "LONG_BINGET") and memo[arg] is not None:
+            pushed.append(memo[arg])
+        elif op.name == "STACK_GLOBAL":
+            found.add(tuple(pushed[-2:]))
+        elif op.name == "GLOBAL":
+            found.add(tuple(arg.split(" ", 1)))
+    return found
+
+
+SAMPLE = {
+    "boxes": np.arange(14, dtype=np.float64).reshape(2, 7),
+    "names": np.array(["car", "pedestrian"]),
+    "valid": np.array([True, False]),
+    "pts": np.array([3, 0], dtype=np.int64),
+    "empty": np.zeros((0, 7)),
+    "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+    "plain": [1, 2.5, "x", True, None, {"nested": ""}],
+}
+
+
+def test_written_pickle_names_only_numpy_ndarray_and_dtype():
+    data = dumps(SAMPLE)
+    assert data[1] <= 4  # PROTO opcode argument
+    assert pickle_globals(data) == {("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+def test_round_trip_keeps_values_dtypes_and_writability(tmp_path):
+    path = tmp_path / "x.pkl"
+    dump_pickle(SAMPLE, path)
+    loaded = load_pickle(path)
+    for key in ("boxes", "names", "valid", "pts", "empty", "fortran"):
+        np.testing.assert_array_equal(loaded[key], SAMPLE[key])
+        assert loaded[key].dtype == SAMPLE[key].dtype
+        assert loaded[key].shape == SAMPLE[key].shape
+    assert loaded["boxes"].flags.writeable
+    assert loaded["plain"] == SAMPLE["plain"]
+
+
+def test_numpy_scalars_and_object_arrays_are_refused():
+    with pytest.raises(TypeError):
+        dumps({"x": np.float64(1.0)})
+    with pytest.raises(TypeError):
+        dumps({"x": np.array([{}], dtype=object)})
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo should-not-run",))
+
+
+def test_pickle_that_imports_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"infos": [_RunsCode()]}, protocol=2))
+    with pytest.raises(OccprepError, match=r"evil.pkl: refused to load: the pickle imports (posix|nt)\.system"):
+        load_pickle(path)
+
+
+def test_default_numpy_pickles_still_load(tmp_path):
+    path = tmp_path / "ref.pkl"
+    path.write_bytes(pickle.dumps({"infos": [{"can_bus": np.zeros(18), "t": np.int64(5)}]}, protocol=2))
+    loaded = load_pickle(path)
+    assert loaded["infos"][0]["can_bus"].shape == (18,)
+    assert loaded["infos"][0]["t"] == 5
+
+
+def test_truncated_pickle_is_a_one_line_error(tmp_path):
+    path = tmp_path / "cut.pkl"
+    path.write_bytes(dumps(SAMPLE)[:40])
+    with pytest.raises(OccprepError, match="cut.pkl: not a readable pickle"):
+        load_pickle(path)
