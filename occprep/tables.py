@@ -162,3 +162,32 @@ def write_table(version_dir: Path, name: str, records: list) -> None:
     """Write `records` as `<version_dir>/<name>.json`, atomically, in the official key order."""
     with atomic_write(Path(version_dir) / f"{name}.json") as handle:
         handle.write(msgspec.json.encode(records))
+
+
+class Tables(msgspec.Struct):
+    """All 13 tables of one nuScenes version, as lists of records in file order."""
+
+    attribute: List[Attribute]
+    calibrated_sensor: List[CalibratedSensor]
+    category: List[Category]
+    ego_pose: List[EgoPose]
+    instance: List[Instance]
+    log: List[Log]
+    map: List[Map]
+    sample: List[Sample]
+    sample_annotation: List[SampleAnnotation]
+    sample_data: List[SampleData]
+    scene: List[Scene]
+    sensor: List[Sensor]
+    visibility: List[Visibility]
+
+
+def read_tables(version_dir: Path) -> Tables:
+    """Read the 13 tables of `version_dir` (e.g. `data/nuscenes/v1.0-trainval`)."""
+    return Tables(**{name: read_table(version_dir, name) for name in TABLE_TYPES})
+
+
+def write_tables(version_dir: Path, tables: Tables) -> None:
+    """Write the 13 tables of `tables` into `version_dir`."""
+    for name in TABLE_TYPES:
+        write_table(version_dir, name, getattr(tables, name))
