@@ -45,6 +45,261 @@ def cli() -> None:
     """Turn nuScenes-format datasets into temporal info pickles and merge occupancy/flow ground truth."""
 
 
+@cli.command("merge-occ")
+@click.option("--infos-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of {extra_tag}_infos_temporal_{split}.pkl (create-infos output).")
+@click.option("--occ-root", required=True,
+              help="The occupancy release: OpenOcc v1 (occ_gt_{split}.json + files) or the folder holding Occ3D's gts/.")
+@click.option("--extra-tag", default="nuscenes", show_default=True, help="Prefix of the info file names.")
+@click.option("--splits", default="train,val", show_default=True, help="Comma-separated: train, val, test.")
+@click.option("--format", "format_", type=click.Choice(["openocc-v1", "occ3d"]), default="openocc-v1",
+              show_default=True, help="Ground truth layout.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where merged pickles go (default: the occ root, as the reference does).")
+@click.option("--allow-missing", is_flag=True,
+              help="Write the infos that have ground truth and report the rest, instead of failing.")
+@click.option("--verify", is_flag=True, help="Open and check every ground truth file (shape, dtype, ranges).")
+@click.option("--workers", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Threads for --verify (reading is mostly I/O and decompression).")
+@click.option("--path-style", type=click.Choice(["as-is", "relative", "absolute"]), default="as-is",
+              show_default=True, help="as-is: paths as the release names them; relative: to --path-root; "
+              "absolute: resolved.")
+@click.option("--path-root", type=click.Path(file_okay=False, path_type=Path),
+              help="Base directory for --path-style relative.")
+@reporting_options
+def merge_occ_command(reporter: Reporter, infos_dir: Path, occ_root: str, extra_tag: str, splits: str,
+                      format_: str, out_dir: Path, allow_missing: bool, verify: bool, workers: int,
+                      path_style: str, path_root: Path) -> None:
+    """Merge occupancy/flow ground truth paths into temporal infos, reporting coverage."""
+    from occprep.merge import MergeOptions, merge_occ, parse_splits, summarize
+
+    options = MergeOptions(infos_dir=infos_dir, occ_root=occ_root, format=format_, extra_tag=extra_tag,
+                           splits=parse_splits(splits), out_dir=out_dir, allow_missing=allow_missing,
+                           verify=verify, workers=workers, path_style=path_style, path_root=path_root)
+    result = merge_occ(options, reporter)
+    reporter.finish(*summarize(result))
+    if result.problem:
+        raise OccprepError(result.problem)
+
+
+@cli.command("check")
+@click.option("--root-path", type=click.Path(path_type=Path), default=Path("./data/nuscenes"), show_default=True,
+              help="The nuScenes folder: holds v1.0-*/, maps/, samples/, sweeps/.")
+@click.option("--canbus", type=click.Path(path_type=Path), default=Path("./data"), show_default=True,
+              help="The folder that contains can_bus/.")
+@click.option("--occ-root", type=click.Path(path_type=Path),
+              help="Occupancy GT: occ_gt_release_v1_0/ (OpenOcc v1) or the folder holding gts/ (Occ3D). "
+                   "Default: looked for beside --root-path.")
+@click.option("--version", "version", help="v1.0-mini, v1.0-trainval, v1.0-test or v1.0 (trainval + test). "
+              "Default: every v1.0-* folder present.")
+@click.option("--config", "config_name", default="nuscenes", show_default=True,
+              help="Dataset convention: a configs/ name or a JSON file (CAN bus blacklist).")
+@click.option("--blobs/--no-blobs", default=True, show_default=True, help="Check that keyframe files exist.")
+@click.option("--sweeps", is_flag=True, help="Also check the sweep (non-keyframe) files.")
+@reporting_options
+def check_command(reporter: Reporter, root_path: Path, canbus: Path, occ_root: Path, version: str,
+                  config_name: str, blobs: bool, sweeps: bool) -> None:
+    """Walk the data tree and mark every item; exit 0 only when create-infos has all it needs."""
+    from occprep.check import CheckRequest, check_nuscenes, passed, render_tree, summarize
+    from occprep.config import dataset_config
+
+    from occprep.unity.dataset import unity_layout
+    from occprep.unity.validate import validate as validate_unity
+
+    request = CheckRequest(root_path, canbus, occ_root, (version,) if version else (), blobs, sweeps)
+    if unity_layout(root_path):
+        findings = validate_unity(root_path)
+    else:
+        findings = check_nuscenes(request, dataset_config(config_name), reporter)
+    for line in render_tree(findings, problems_only=reporter.quiet):
+        click.echo(line)
+    counts = summarize(findings)
+    verdict = ("ready for create-infos" if passed(findings) else "NOT ready for create-infos") + \
+        f" ({counts['error']} error(s), {counts['warn']} warning(s), {reporter.elapsed:.1f} s)"
+    reporter.finish({"ready": passed(findings), "counts": counts, "findings": findings}, [verdict])
+    if not passed(findings):
+        sys.exit(1)
+
+
+@cli.command("inspect")
+@click.argument("pkl", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("--all-paths", is_flag=True, help="Check that every path exists (default: an evenly spaced "
+              "sample of 200 per key).")
+@reporting_options
+def inspect_command(reporter: Reporter, pkl: Path, as_json: bool, all_paths: bool) -> None:
+    """Describe any info pickle: format, version, keys per consumer, classes, CAN bus, occupancy, paths."""
+    import msgspec
+
+    from occprep.inspection import inspect_pickle, render_report
+
+    report = inspect_pickle(pkl, all_paths=all_paths)
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode(report), indent=2))
+    else:
+        for line in render_report(report):
+            click.echo(line)
+    reporter.finish({"inspection": report}, [])
+
+
+@cli.command("show")
+@click.argument("pkl", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--token", help="Sample token of the info to draw.")
+@click.option("--index", type=int, help="Position of the info in the pickle (negative counts from the end).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("sample.png"),
+              show_default=True, help="PNG to write.")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder relative occupancy paths start from (default: tried from the current directory, "
+                   "then the pickle's folder and its parents).")
+@click.option("--no-occupancy", is_flag=True, help="Draw the bird's-eye view only.")
+@reporting_options
+def show_command(reporter: Reporter, pkl: Path, token: str, index: int, out: Path, data_root: Path,
+                 no_occupancy: bool) -> None:
+    """Draw one sample: boxes, velocities, camera frusta in the LiDAR frame, and its occupancy from above."""
+    from occprep.inspection import LEGACY, unwrap_infos
+    from occprep.occupancy import PathLocator
+    from occprep.pickles import load_pickle
+    from occprep.show import describe, load_top_view, render, select_info, write_png
+
+    generation, infos, _ = unwrap_infos(pkl, load_pickle(pkl))
+    if generation != LEGACY:
+        raise OccprepError(f"{pkl}: show draws legacy infos (infos/metadata); this is {generation}")
+    info = select_info(infos, token, index, pkl)
+    top_view = None if no_occupancy else load_top_view(info, PathLocator(data_root or pkl.parent))
+    write_png(render(info, top_view, describe(info, pkl)), out)
+    reporter.finish({"out": str(out), "token": info.get("token"), "occupancy": str(top_view.source) if top_view
+                     else None}, [f"wrote {out}" + (f" (occupancy from {top_view.source})" if top_view else "")])
+
+
+@cli.command("create-infos")
+@click.option("--root-path", default="./data/nuscenes", show_default=True,
+              help="Dataset root with the version folders; prefixes every path in the infos as typed.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("./data/nuscenes"),
+              show_default=True, help="Where {extra_tag}_infos_temporal_{split}.pkl go.")
+@click.option("--extra-tag", default="nuscenes", show_default=True, help="Prefix of the info file names.")
+@click.option("--version", "version", default="v1.0-trainval", show_default=True,
+              help="v1.0-mini, v1.0-trainval, v1.0-test, or v1.0 (trainval and test, those present).")
+@click.option("--canbus", type=click.Path(path_type=Path), default=Path("./data"), show_default=True,
+              help="Folder that contains can_bus/ (the nuScenes CAN bus expansion).")
+@click.option("--max-sweeps", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Earlier LIDAR_TOP readings per info.")
+@click.option("--can-bus-mode", type=click.Choice(["reference", "nearest-before"]), default="reference",
+              show_default=True, help="reference: slots 7-15 from the next message, as the reference "
+              "converter; nearest-before: every slot from the last message at or before the sample.")
+@click.option("--config", "config_name", default="nuscenes", show_default=True,
+              help="Dataset convention: a name in configs/ or a JSON file.")
+@click.option("--splits", "splits_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON {split: [scene names]} instead of the official nuScenes lists.")
+@click.option("--strict", is_flag=True, help="A missing keyframe file is an error (default: leave its scene out).")
+@click.option("--no-file-check", is_flag=True, help="Do not check that keyframe files exist (metadata-only copies).")
+@click.option("--format", "format_", type=click.Choice(["auto", "nuscenes", "perception", "solo"]), default="auto",
+              show_default=True, help="Dataset layout: nuScenes tables, Unity legacy captures or Unity SOLO "
+              "(auto detects it from --root-path).")
+@click.option("--unity-config", default="default", show_default=True,
+              help="Unity datasets: sensor id -> camera channel and label -> category map (configs/unity-*.json or a file).")
+@reporting_options
+def create_infos_command(reporter: Reporter, root_path: str, out_dir: Path, extra_tag: str, version: str,
+                         canbus: Path, max_sweeps: int, can_bus_mode: str, config_name: str, splits_file: Path,
+                         strict: bool, no_file_check: bool, format_: str, unity_config: str) -> None:
+    """Write the temporal info pickles (BEVFormer/OccNet format) of a nuScenes-format dataset."""
+    from occprep.create import CreateOptions, create_infos
+
+    options = CreateOptions(max_sweeps=max_sweeps, can_bus_mode=can_bus_mode, file_check=not no_file_check,
+                            strict=strict)
+    from occprep.unity.dataset import create_unity_infos, resolve_format
+    from occprep.unity.mapping import unity_config as load_unity_config
+
+    format_ = resolve_format(Path(root_path), format_)
+    if format_ == "nuscenes":
+        summary, lines = create_infos(root_path, out_dir, extra_tag, version, canbus, config_name, splits_file,
+                                      options, reporter)
+    else:
+        summary, lines = create_unity_infos(root_path, out_dir, extra_tag, format_, load_unity_config(unity_config),
+                                            version, splits_file, options, reporter)
+    reporter.finish(summary, lines)
+
+
+@cli.command("synth")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder (becomes the data root: nuscenes/, can_bus/, occ_gt_release_v1_0/).")
+@click.option("--version", default="v1.0-mini", show_default=True,
+              type=click.Choice(["v1.0-mini", "v1.0-trainval", "v1.0-test"]), help="nuScenes version to imitate.")
+@click.option("--scenes", type=click.IntRange(min=1), default=None,
+              help="Write the first N scenes of the version's order (default: all). Order: "
+                   "v1.0-mini and v1.0-trainval interleave the official train and val lists in proportion, "
+                   "starting with one of each (so N=2 holds both splits); v1.0-test follows the test list.")
+@click.option("--samples-per-scene", type=click.IntRange(min=2), default=40, show_default=True,
+              help="Keyframes (2 Hz) per scene.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
+@click.option("--occ", default=None,
+              help="Comma-separated occupancy formats: openocc-v1,occ3d; empty for none. "
+                   "Default: both for v1.0-mini, none for v1.0-trainval (disk per keyframe: OpenOcc v1 ~2.5 MB, Occ3D ~15 KB). "
+                   "Test scenes never get occupancy.")
+@click.option("--blobs", type=click.Choice(["none", "empty", "tiny"]), default="none", show_default=True,
+              help="Sensor files at every sample_data filename: none; empty (zero bytes); tiny (grey 1600x900 "
+                   "JPEGs, 256-point .pcd.bin, 4-point radar .pcd).")
+@click.option("--without-can-bus", default="",
+              help="Comma-separated scene names to leave without CAN bus files (blacklisted scenes and "
+                   "test scenes never get them).")
+@reporting_options
+def synth_command(reporter: Reporter, out: Path, version: str, scenes: int, samples_per_scene: int, seed: int,
+                  occ: str, blobs: str, without_can_bus: str) -> None:
+    """Write a synthetic dataset in the exact on-disk format of nuScenes (tables, CAN bus, occupancy)."""
+    import msgspec
+
+    from occprep.synth import summary_lines, synthesize
+
+    formats = None if occ is None else [f for f in occ.split(",") if f]
+    summary = synthesize(out, version, scenes, samples_per_scene, seed, formats, blobs,
+                         [s for s in without_can_bus.split(",") if s], reporter)
+    reporter.finish(msgspec.to_builtins(summary), summary_lines(summary))
+
+
+@cli.command("export-nuscenes")
+@click.option("--root-path", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The Unity dataset: a SOLO run (sequence.<N>/) or legacy captures (Dataset*/captures_*.json).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where <version>/ (13 tables), can_bus/ and maps/ go.")
+@click.option("--version", default="v1.0-trainval", show_default=True, help="Name of the version folder.")
+@click.option("--format", "format_", type=click.Choice(["auto", "perception", "solo"]), default="auto",
+              show_default=True, help="Unity layout (auto detects it).")
+@click.option("--unity-config", default="default", show_default=True,
+              help="Sensor id -> camera channel and label -> category map (configs/unity-*.json or a file).")
+@reporting_options
+def export_nuscenes_command(reporter: Reporter, root_path: Path, out: Path, version: str, format_: str,
+                            unity_config: str) -> None:
+    """Write a Unity synthetic dataset as nuScenes tables (devkit-loadable) plus CAN bus pose files."""
+    from occprep.unity.dataset import export_nuscenes
+    from occprep.unity.mapping import unity_config as load_unity_config
+
+    reporter.finish(*export_nuscenes(root_path, out, version, format_, load_unity_config(unity_config), reporter))
+
+
+@cli.command("bench")
+@click.option("--scenes", type=click.IntRange(min=1), default=85, show_default=True,
+              help="Synthetic v1.0-trainval scenes (40 samples each; 850 is trainval size).")
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True, help="create-infos runs.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("./bench"),
+              show_default=True, help="Where the synthetic dataset is written once and reused.")
+@reporting_options
+def bench_command(reporter: Reporter, scenes: int, repeat: int, workdir: Path) -> None:
+    """Time create-infos (wall time, peak memory; median of runs) on a synthetic dataset."""
+    from occprep.bench import bench
+
+    reporter.finish(*bench(scenes, repeat, workdir, reporter))
+
+
+@cli.command("demo")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("./demo"), show_default=True,
+              help="Demo folder: data/ gets the synthetic mini dataset and the infos.")
+@reporting_options
+def demo_command(reporter: Reporter, out: Path) -> None:
+    """Synthesise the 10-scene mini dataset (CAN bus, occupancy) and run the pipeline on it."""
+    from occprep.demo import demo
+
+    reporter.finish(*demo(out, reporter))
+
+
 def main() -> None:
     """Console entry point: one-line errors and a non-zero exit code; tracebacks only with --debug."""
     try:

@@ -52,9 +52,10 @@ def config_dir() -> Path:
     return next(d for d in (here / "configs", here.parent / "configs") if d.is_dir())
 
 
-def _load(name_or_path: str, type_: type, prefix: str):
+def load_config(name_or_path: str, type_: type, prefix: str):
+    """Decode config `name_or_path` into `type_`: a JSON file, or `configs/<prefix><name>.json`."""
     path = Path(name_or_path)
-    if path.suffix == ".json" or path.exists():
+    if path.suffix == ".json" or path.is_file():
         return read_json(path, type_)
     bundled = config_dir() / f"{prefix}{name_or_path}.json"
     if not bundled.is_file():
@@ -65,9 +66,9 @@ def _load(name_or_path: str, type_: type, prefix: str):
 
 def dataset_config(name_or_path: str = "nuscenes") -> DatasetConfig:
     """The dataset convention `name_or_path` ('nuscenes' or a JSON file)."""
-    return _load(name_or_path, DatasetConfig, "dataset-")
+    return load_config(name_or_path, DatasetConfig, "dataset-")
 
 
 def occupancy_format(name_or_path: str) -> OccupancyFormat:
     """The occupancy convention `name_or_path` ('openocc-v1', 'occ3d' or a JSON file)."""
-    return _load(name_or_path, OccupancyFormat, "occ-")
+    return load_config(name_or_path, OccupancyFormat, "occ-")

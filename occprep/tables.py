@@ -7,10 +7,11 @@ dataset, synthesising one and exporting simulator output as nuScenes tables.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import Callable, List, Optional, Tuple
 
 import msgspec
 
+from occprep.errors import OccprepError
 from occprep.fileio import atomic_write, read_json
 
 
@@ -156,6 +157,55 @@ TABLE_TYPES = {
 def read_table(version_dir: Path, name: str) -> list:
     """All records of table `name` (`<version_dir>/<name>.json`)."""
     return read_json(Path(version_dir) / f"{name}.json", List[TABLE_TYPES[name]])
+
+
+def field_subset(struct: type, names: str) -> type:
+    """A Struct with only the fields `names` (space-separated) of table record `struct`, same types:
+    decoding into it skips the other fields."""
+    types = {field.name: field.type for field in msgspec.structs.fields(struct)}
+    return msgspec.defstruct(f"{struct.__name__}Subset", [(name, types[name]) for name in names.split()], gc=False)
+
+
+SPLIT_DECODE_BYTES = 256 << 20
+"""Files at least this big are decoded in batches when filtered (a little slower, far less memory)."""
+DECODE_BATCH = 65536
+"""Records per batch of such a split decode."""
+
+
+def read_records(version_dir: Path, name: str, type_: type,
+                 select: Optional[Tuple[type, Callable[[list], List[bool]]]] = None) -> list:
+    """Records of table `name` decoded as `type_`, a Struct with a subset of the table's fields.
+
+    `select = (key_type, keep)` saves time and memory on big files: they are split into raw
+    records; each batch of `DECODE_BATCH` is decoded as `key_type` (a Struct with the few fields
+    `keep` looks at), and only the records `keep` flags are decoded as `type_`. Smaller files are
+    decoded whole and returned whole (callers filter as they need anyway).
+    """
+    path = Path(version_dir) / f"{name}.json"
+    if select is None or not path.is_file() or path.stat().st_size < SPLIT_DECODE_BYTES:
+        return read_json(path, List[type_])
+    key_type, keep = select
+    raws = read_json(path, List[msgspec.Raw])
+    key_decoder, decoder = msgspec.json.Decoder(List[key_type]), msgspec.json.Decoder(List[type_])
+    kept = []
+    for start in range(0, len(raws), DECODE_BATCH):
+        parts = raws[start:start + DECODE_BATCH]
+        flags = keep(_decode_raw(key_decoder, parts, path, start))
+        chosen = [raw for raw, flag in zip(parts, flags) if flag]
+        if chosen:
+            kept.extend(_decode_raw(decoder, chosen, path, start))
+    return kept
+
+
+def _decode_raw(decoder: msgspec.json.Decoder, raws: List[msgspec.Raw], path: Path, start: int) -> list:
+    """Decode raw JSON records as one list (errors name the file and the batch's first record)."""
+    parts = list(raws)
+    parts[0] = b"[" + bytes(parts[0])
+    parts[-1] = bytes(parts[-1]) + b"]"
+    try:
+        return decoder.decode(b",".join(parts))
+    except msgspec.ValidationError as exc:
+        raise OccprepError(f"{path}: unexpected content in the records from number {start}: {exc}") from None
 
 
 def write_table(version_dir: Path, name: str, records: list) -> None:

@@ -1,0 +1,120 @@
+"""Stage 2: CAN bus pose messages (nuScenes CAN bus expansion) -> the 18 `can_bus` slots of each info.
+
+The reader reads each scene's `can_bus/{scene}_pose.json` once; a scene without usable data gets
+zeros and a reason the summary names. The slot rule is the reference converter's, see
+`can_bus_slots`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterable, List, Tuple
+
+import msgspec
+import numpy as np
+
+from occprep.config import DatasetConfig
+from occprep.errors import OccprepError
+from occprep.fileio import read_json
+from occprep.records import CanBus, CanBusPoses
+from occprep.reporting import Reporter
+
+CAN_BUS_MODES = ("reference", "nearest-before")
+SLOTS = 18
+
+_Vec3 = Tuple[float, float, float]
+
+
+class _PoseMessage(msgspec.Struct, gc=False):
+    """One message of `{scene}_pose.json` (keys matched by name)."""
+
+    utime: int
+    pos: _Vec3
+    orientation: Tuple[float, float, float, float]
+    accel: _Vec3
+    rotation_rate: _Vec3
+    vel: _Vec3
+
+
+def poses_from_messages(messages: list) -> CanBusPoses:
+    """Columns of a list of pose messages (objects with the pose-message fields)."""
+    return CanBusPoses(
+        utime=np.array([m.utime for m in messages], dtype=np.int64),
+        pos=np.array([m.pos for m in messages], dtype=np.float64).reshape(-1, 3),
+        orientation=np.array([m.orientation for m in messages], dtype=np.float64).reshape(-1, 4),
+        accel=np.array([m.accel for m in messages], dtype=np.float64).reshape(-1, 3),
+        rotation_rate=np.array([m.rotation_rate for m in messages], dtype=np.float64).reshape(-1, 3),
+        vel=np.array([m.vel for m in messages], dtype=np.float64).reshape(-1, 3),
+    )
+
+
+def _scene_number(name: str):
+    match = re.fullmatch(r"scene-(\d{4})", name)
+    return int(match.group(1)) if match else None
+
+
+def read_can_bus(canbus_root: Path, scene_names: Iterable[str], config: DatasetConfig,
+                 reporter: Reporter) -> CanBus:
+    """Pose messages of each scene from `<canbus_root>/can_bus/` (`--canbus`)."""
+    folder = Path(canbus_root) / "can_bus"
+    if not folder.is_dir():
+        raise OccprepError(f"{folder}: CAN bus folder not found; pass --canbus DIR where DIR contains can_bus/ "
+                           "(the nuScenes CAN bus expansion)")
+    present = set(os.listdir(folder))
+    blacklist = set(config.can_bus_blacklist)
+    poses, missing = {}, {}
+    with reporter.progress(sorted(set(scene_names)), desc="CAN bus", unit="scene") as names:
+        for name in names:
+            file_name = f"{name}_pose.json"
+            if _scene_number(name) in blacklist:
+                missing[name] = "no CAN bus data for this scene (dataset blacklist)"
+            elif file_name not in present:
+                missing[name] = f"no file can_bus/{file_name}"
+            else:
+                try:
+                    messages = read_json(folder / file_name, List[_PoseMessage])
+                except OccprepError as exc:
+                    missing[name] = f"unreadable: {exc}"
+                    continue
+                if messages:
+                    poses[name] = poses_from_messages(messages)
+                else:
+                    missing[name] = f"can_bus/{file_name} has no messages"
+    return CanBus(poses=poses, missing=missing)
+
+
+def can_bus_slots(timestamp: np.ndarray, scene_name: list, can_bus: CanBus, mode: str = "reference") -> np.ndarray:
+    """(S, 18) float64 `can_bus` of samples at `timestamp` (µs) in scenes `scene_name`.
+
+    `before` is the message preceding the first one with utime > timestamp in file order (the
+    first message if that is the first; the last if there is none); `after` is that first later
+    message (the last if none). Slots: 0-2 before.pos, 3-6 before.orientation, 7-9 accel,
+    10-12 rotation_rate, 13-15 vel, 16-17 zero. In `reference` mode 7-15 come from `after` (the
+    reference converter's quirk, which trained models saw); in `nearest-before` from `before`.
+    Scenes without poses get zeros.
+    """
+    if mode not in CAN_BUS_MODES:
+        raise OccprepError(f"--can-bus-mode {mode!r}: use one of {', '.join(CAN_BUS_MODES)}")
+    slots = np.zeros((len(timestamp), SLOTS), dtype=np.float64)
+    rows_of_scene = {}
+    for row, name in enumerate(scene_name):
+        rows_of_scene.setdefault(name, []).append(row)
+    for name, rows in rows_of_scene.items():
+        poses = can_bus.poses.get(name)
+        if poses is None:
+            continue
+        later = poses.utime[None, :] > timestamp[rows][:, None]
+        has_later = later.any(axis=1)
+        first_later = later.argmax(axis=1)
+        last = len(poses.utime) - 1
+        after = np.where(has_later, first_later, last)
+        before = np.where(has_later, np.maximum(first_later - 1, 0), last)
+        dynamics = after if mode == "reference" else before
+        slots[rows, 0:3] = poses.pos[before]
+        slots[rows, 3:7] = poses.orientation[before]
+        slots[rows, 7:10] = poses.accel[dynamics]
+        slots[rows, 10:13] = poses.rotation_rate[dynamics]
+        slots[rows, 13:16] = poses.vel[dynamics]
+    return slots

@@ -1,0 +1,237 @@
+"""create-infos for one or more dataset versions: read (edge) -> scan -> CAN bus -> temporal -> infos -> write (edge).
+
+`build_infos` is the in-memory core: it takes `Tables` and a `CanBus` from any source (nuScenes
+files, a Unity export, a generator) and returns the infos per split without touching the disk
+(except the optional keyframe file check). `create_infos` is the command: it reads nuScenes
+version folders and CAN bus files, calls `build_infos` and writes the pickles once every version
+succeeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from occprep.blobs import missing_files
+from occprep.canbus import CAN_BUS_MODES, can_bus_slots, read_can_bus
+from occprep.config import DatasetConfig, dataset_config
+from occprep.errors import OccprepError
+from occprep.infos import InfoWriter, info_file, info_pickle
+from occprep.pickles import dump_pickle
+from occprep.records import CanBus, Scan
+from occprep.reporting import Reporter
+from occprep.scan import read_scan_tables, scan
+from occprep.splits import OFFICIAL_VERSIONS, SplitPlan, official_plan, plan_from_file
+from occprep.tables import Tables
+from occprep.temporal import temporal
+
+ALL_VERSIONS = {"v1.0": ("v1.0-trainval", "v1.0-test")}
+"""Umbrella versions: run each member whose folder exists (the reference's `--version v1.0`)."""
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    """Knobs of create-infos (defaults: the reference converter's behaviour)."""
+
+    max_sweeps: int = 10
+    can_bus_mode: str = "reference"
+    """'reference' (slots 7-15 from the next message) or 'nearest-before'; see `canbus.can_bus_slots`."""
+    file_check: bool = True
+    """Leave out scenes whose keyframe lidar/camera files are missing under the root."""
+    strict: bool = False
+    """Make a missing keyframe file an error instead."""
+
+
+@dataclass(frozen=True)
+class VersionInfos:
+    """The infos of one dataset version by output split, and what the summary reports about it."""
+
+    version: str
+    splits: Dict[str, List[dict]]
+    """Output split -> infos in sample-table order."""
+    scenes: int
+    no_can_bus: Dict[str, str]
+    """Scene name -> why its can_bus slots are zeros."""
+    left_out: Dict[str, str]
+    """Scene name -> why its samples are in no output (missing files, no split)."""
+    unlisted: List[str]
+    """Scenes in no list of the split plan."""
+    unlisted_split: Optional[str]
+    """Where unlisted scenes went (None: left out)."""
+    outputs: List[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building millions of acyclic objects."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _missing_file_scenes(scanned, root_path: str, reporter: Reporter) -> Dict[str, Tuple[int, str]]:
+    """Scene name -> (number of missing keyframe files, the first one) for scenes missing any."""
+    keyframes, readings = scanned.keyframes, scanned.readings
+    rows = np.concatenate([keyframes.lidar[:, None], keyframes.cameras], axis=1)
+    filenames = [readings.filename[r] for r in rows.ravel().tolist()]
+    missing = missing_files(Path(root_path), filenames, reporter).reshape(rows.shape)
+    found: Dict[str, Tuple[int, str]] = {}
+    for s, c in np.argwhere(missing).tolist():
+        name = scanned.scenes.name[keyframes.scene[s]]
+        count, first = found.get(name, (0, filenames[s * rows.shape[1] + c]))
+        found[name] = (count + 1, first)
+    return found
+
+
+def build_infos(tables: Tables, can_bus: CanBus, config: DatasetConfig, root_path: str, plan: SplitPlan,
+                version: str, options: CreateOptions = CreateOptions(), reporter: Optional[Reporter] = None,
+                annotations: bool = True) -> VersionInfos:
+    """Infos of every sample of `tables`, by output split of `plan`.
+
+    `root_path` prefixes file names exactly as given (`lidar_path`, `data_path`) and is where the
+    keyframe file check looks. `annotations=False` omits the gt_* keys (test sets).
+    """
+    with _gc_paused():
+        scanned = scan(tables, config)
+    return infos_from_scan(scanned, can_bus, config, root_path, plan, version, options, reporter, annotations)
+
+
+def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_path: str, plan: SplitPlan,
+                    version: str, options: CreateOptions = CreateOptions(), reporter: Optional[Reporter] = None,
+                    annotations: bool = True) -> VersionInfos:
+    """`build_infos` from already scanned tables (lets a caller free the tables first)."""
+    reporter = reporter or Reporter("create-infos", quiet=True)
+    if options.can_bus_mode not in CAN_BUS_MODES:
+        raise OccprepError(f"--can-bus-mode {options.can_bus_mode!r}: use one of {', '.join(CAN_BUS_MODES)}")
+    if options.max_sweeps < 0:
+        raise OccprepError(f"--max-sweeps {options.max_sweeps}: must be 0 or more")
+    with _gc_paused():
+        keyframes, scene_names = scanned.keyframes, scanned.scenes.name
+        sample_scene_name = [scene_names[i] for i in keyframes.scene.tolist()]
+
+        left_out: Dict[str, str] = {}
+        if options.file_check:
+            for name, (count, first) in sorted(_missing_file_scenes(scanned, root_path, reporter).items()):
+                reason = f"{count} keyframe file(s) missing under {root_path}, e.g. {first}"
+                if options.strict:
+                    raise OccprepError(f"scene {name}: {reason} (--strict; drop --strict to leave such scenes "
+                                       "out, or --no-file-check for metadata-only copies)")
+                left_out[name] = reason
+
+        slots = can_bus_slots(keyframes.timestamp, sample_scene_name, can_bus, options.can_bus_mode)
+        geometry = temporal(scanned, options.max_sweeps)
+
+        scene_split, unlisted = plan.assign(scene_names)
+        for name in unlisted:
+            if plan.fallback is None:
+                left_out.setdefault(name, f"in no split of {plan.source}")
+        writer = InfoWriter(scanned, geometry, slots, config, root_path)
+        split_of_sample = [None if scene_names[i] in left_out else scene_split[i] for i in keyframes.scene.tolist()]
+        splits = {}
+        with reporter.progress(total=len(split_of_sample), desc=f"infos {version}", unit="sample") as progress:
+            for split in plan.outputs:
+                rows = [s for s, name in enumerate(split_of_sample) if name == split]
+                splits[split] = writer.infos(rows, annotations)
+                progress.update(len(rows))
+
+    used = {name for name in sample_scene_name if name not in left_out}
+    no_can_bus = {name: can_bus.missing.get(name, "no CAN bus data")
+                  for name in sorted(used) if name not in can_bus.poses}
+    return VersionInfos(version=version, splits=splits, scenes=len(set(sample_scene_name)), no_can_bus=no_can_bus,
+                        left_out=left_out, unlisted=unlisted, unlisted_split=plan.fallback)
+
+
+def _versions(root: Path, version: str, custom_splits: bool, reporter: Reporter) -> Tuple[List[str], List[str]]:
+    """The concrete versions to run and the messages about skipped members of an umbrella version."""
+    if version in ALL_VERSIONS:
+        present = [v for v in ALL_VERSIONS[version] if (root / v).is_dir()]
+        skipped = [f"{v}: no folder {root / v}, skipped" for v in ALL_VERSIONS[version] if v not in present]
+        if not present:
+            raise OccprepError(f"--version {version}: none of {', '.join(ALL_VERSIONS[version])} is a folder in "
+                               f"{root}; download the tables or pass the version you have")
+        for line in skipped:
+            reporter.info(line)
+        return present, skipped
+    if version not in OFFICIAL_VERSIONS and not custom_splits:
+        known = ", ".join([*OFFICIAL_VERSIONS, *ALL_VERSIONS])
+        raise OccprepError(f"--version {version}: unknown version; use one of {known} (other versions need --splits FILE)")
+    if not (root / version).is_dir():
+        raise OccprepError(f"--version {version}: no folder {root / version}; check --root-path and --version")
+    return [version], []
+
+
+def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, canbus_root: Path,
+                 config_name: str = "nuscenes", splits_file: Optional[Path] = None,
+                 options: CreateOptions = CreateOptions(), reporter: Optional[Reporter] = None) -> Tuple[dict, List[str]]:
+    """The create-infos command: read, build every version, then write all pickles. Returns the
+    summary (JSON-ready) and its text lines."""
+    reporter = reporter or Reporter("create-infos", quiet=True)
+    root = Path(root_path)
+    if not root.is_dir():
+        raise OccprepError(f"--root-path {root_path}: folder not found")
+    if not (Path(canbus_root) / "can_bus").is_dir():
+        raise OccprepError(f"--canbus {canbus_root}: no can_bus/ folder in it; pass the folder that contains "
+                           "can_bus/ (the nuScenes CAN bus expansion)")
+    config = dataset_config(config_name)
+    custom_plan = plan_from_file(splits_file) if splits_file is not None else None
+    versions, skipped = _versions(root, version, custom_plan is not None, reporter)
+
+    results = []
+    for concrete in versions:
+        with _gc_paused():
+            scanned = scan(read_scan_tables(root / concrete, config, reporter), config)
+        can_bus = read_can_bus(canbus_root, scanned.scenes.name, config, reporter)
+        plan = custom_plan or official_plan(concrete)
+        results.append(infos_from_scan(scanned, can_bus, config, root_path, plan, concrete, options, reporter,
+                                       annotations="test" not in concrete))
+        del scanned, can_bus
+
+    write_infos(results, Path(out_dir), extra_tag)
+    return summarize(results, skipped, reporter.elapsed)
+
+
+def write_infos(results: List[VersionInfos], out_dir: Path, extra_tag: str) -> None:
+    """Pickle every split of every version into `out_dir` (each file atomically); records the paths
+    in each result's `outputs`."""
+    with _gc_paused():
+        for result in results:
+            for split, infos in result.splits.items():
+                path = Path(out_dir) / info_file(extra_tag, split)
+                try:
+                    dump_pickle(info_pickle(infos, result.version), path)
+                except OSError as exc:
+                    raise OccprepError(f"{path}: cannot write ({exc.strerror}); check --out-dir") from None
+                result.outputs.append(str(path))
+
+
+def summarize(results: List[VersionInfos], skipped: List[str], wall_time: float) -> Tuple[dict, List[str]]:
+    """The closing summary as JSON-ready dict and text lines."""
+    lines = list(skipped)
+    versions = []
+    for r in results:
+        counts = {split: len(infos) for split, infos in r.splits.items()}
+        lines.append(f"{r.version}: {sum(counts.values())} samples in {r.scenes} scenes ("
+                     + ", ".join(f"{split} {n}" for split, n in counts.items()) + ")")
+        lines.extend(f"  wrote {path}" for path in r.outputs)
+        for title, named in (("without CAN bus (zeros)", r.no_can_bus), ("left out", r.left_out)):
+            if named:
+                lines.append(f"  {len(named)} scene(s) {title}:")
+                lines.extend(f"    {name}: {reason}" for name, reason in named.items())
+        if r.unlisted:
+            fate = f"went to {r.unlisted_split}" if r.unlisted_split else "left out"
+            lines.append(f"  {len(r.unlisted)} scene(s) in no split list ({fate}): {', '.join(r.unlisted)}")
+        versions.append({"version": r.version, "samples": counts, "scenes": r.scenes,
+                         "scenes_without_can_bus": r.no_can_bus, "scenes_left_out": r.left_out,
+                         "scenes_in_no_list": r.unlisted, "scenes_in_no_list_split": r.unlisted_split,
+                         "outputs": r.outputs})
+    lines.append(f"wall time {wall_time:.1f} s")
+    return {"versions": versions, "skipped": skipped}, lines

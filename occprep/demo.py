@@ -1,0 +1,69 @@
+"""`occprep demo`: a synthetic nuScenes mini dataset end to end, one step after another.
+
+Each step takes the demo folder and the reporter and returns summary lines; later tools add
+their step to `STEPS` (e.g. merging the occupancy ground truth into the infos).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable, List, Tuple
+
+from occprep.reporting import Reporter
+
+VERSION = "v1.0-mini"
+
+
+def data_root(out: Path) -> Path:
+    """`<out>/data`: holds nuscenes/, can_bus/ and the occupancy folders, as the reference layout."""
+    return Path(out) / "data"
+
+
+def synth_step(out: Path, reporter: Reporter) -> List[str]:
+    """The 10 mini scenes with CAN bus, occupancy ground truth and empty sensor files."""
+    from occprep.synth import summary_lines, synthesize
+
+    return summary_lines(synthesize(data_root(out), VERSION, blobs="empty", reporter=reporter))
+
+
+def create_infos_step(out: Path, reporter: Reporter) -> List[str]:
+    """Temporal infos of the mini dataset into `<out>/data/nuscenes`."""
+    from occprep.create import create_infos
+
+    root = data_root(out)
+    step_reporter = Reporter("create-infos", quiet=reporter.quiet)
+    _, lines = create_infos(str(root / "nuscenes"), root / "nuscenes", "nuscenes", VERSION, root,
+                            reporter=step_reporter)
+    return lines
+
+
+def merge_occ_step(fmt: str, occ_folder: str, out: Path, reporter: Reporter) -> List[str]:
+    """Ground truth of layout `fmt` (release in `<out>/data/<occ_folder>`) merged into the infos and verified."""
+    from occprep.errors import OccprepError
+    from occprep.merge import MergeOptions, merge_occ, summarize
+
+    root = data_root(out)
+    options = MergeOptions(infos_dir=root / "nuscenes", occ_root=str(root / occ_folder), format=fmt, verify=True)
+    result = merge_occ(options, Reporter("merge-occ", quiet=reporter.quiet))
+    if result.problem:
+        raise OccprepError(result.problem)
+    return summarize(result)[1]
+
+
+STEPS: List[Tuple[str, Callable[[Path, Reporter], List[str]]]] = [
+    ("synth", synth_step),
+    ("create-infos", create_infos_step),
+    ("merge-occ openocc-v1", functools.partial(merge_occ_step, "openocc-v1", "occ_gt_release_v1_0")),
+    ("merge-occ occ3d", functools.partial(merge_occ_step, "occ3d", "nuscenes")),
+]
+"""(name, step) in running order."""
+
+
+def demo(out: Path, reporter: Reporter) -> Tuple[dict, List[str]]:
+    """Run every step of `STEPS` into `out`; the summary names where everything went."""
+    lines: List[str] = []
+    for name, step in STEPS:
+        reporter.info(f"== {name}")
+        lines += [f"[{name}]", *step(Path(out), reporter)]
+    return {"out": str(out), "steps": [name for name, _ in STEPS]}, lines

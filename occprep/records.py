@@ -1,0 +1,158 @@
+"""Typed records that flow between the create-infos stages (scan -> CAN bus -> temporal -> writer).
+
+Arrays are columns: row i of every array in a record describes the same item. Indices into
+another record are int64 with -1 for "none". Quaternions are (w, x, y, z).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CanBusPoses:
+    """The CAN bus pose messages of one scene, in file order (M messages)."""
+
+    utime: np.ndarray
+    """(M,) int64, µs."""
+    pos: np.ndarray
+    """(M, 3) float64, ego position, m, global frame."""
+    orientation: np.ndarray
+    """(M, 4) float64, ego -> global rotation (w, x, y, z)."""
+    accel: np.ndarray
+    """(M, 3) float64, acceleration, m/s², ego frame."""
+    rotation_rate: np.ndarray
+    """(M, 3) float64, angular velocity, rad/s, ego frame."""
+    vel: np.ndarray
+    """(M, 3) float64, velocity, m/s, ego frame."""
+
+
+@dataclass(frozen=True)
+class CanBus:
+    """CAN bus pose messages by scene name, and the reason each other scene has none."""
+
+    poses: Dict[str, CanBusPoses]
+    missing: Dict[str, str]
+    """Scene name -> why it has no CAN bus data (blacklisted, no file, unreadable: ...)."""
+
+
+@dataclass(frozen=True)
+class Transforms:
+    """Rigid transforms child -> parent (calibrated sensors: sensor -> ego; ego poses: ego -> global).
+
+    The source records' own lists are kept because infos carry them verbatim.
+    """
+
+    translation: np.ndarray
+    """(N, 3) float64, m, parent frame."""
+    rotation: np.ndarray
+    """(N, 4) float64, (w, x, y, z)."""
+    translation_list: List[List[float]]
+    rotation_list: List[List[float]]
+
+
+@dataclass(frozen=True)
+class Scenes:
+    """The scene table, in file order."""
+
+    token: List[str]
+    name: List[str]
+
+
+@dataclass(frozen=True)
+class Readings:
+    """The sample_data an info can name: every LIDAR_TOP reading (keyframes and sweeps) and the
+    keyframe camera readings, in sample_data table order (R rows)."""
+
+    token: List[str]
+    filename: List[str]
+    """Relative to the dataset root, as in the table."""
+    timestamp: np.ndarray
+    """(R,) int64, µs."""
+    calibration: np.ndarray
+    """(R,) int64, row of the sensor -> ego transform in `Scan.calibrations`."""
+    ego_pose: np.ndarray
+    """(R,) int64, row of the ego -> global transform at this reading's time in `Scan.ego_poses`."""
+    scene: np.ndarray
+    """(R,) int64, row in `Scan.scenes` of the sample this reading belongs to."""
+    prev: np.ndarray
+    """(R,) int64, the previous lidar reading (-1 at the start of the chain, and for cameras)."""
+
+
+@dataclass(frozen=True)
+class Keyframes:
+    """The samples in sample-table order (S rows) with their sensor readings."""
+
+    token: List[str]
+    prev: List[str]
+    next: List[str]
+    scene: np.ndarray
+    """(S,) int64, row in `Scan.scenes`."""
+    timestamp: np.ndarray
+    """(S,) int64, µs."""
+    frame_idx: np.ndarray
+    """(S,) int64, 0-based position on the scene's sample chain."""
+    lidar: np.ndarray
+    """(S,) int64, the LIDAR_TOP keyframe reading (row in `Scan.readings`)."""
+    cameras: np.ndarray
+    """(S, C) int64, the keyframe reading of each camera, in the config's camera order."""
+    annotations: np.ndarray
+    """(S + 1,) int64 offsets: the sample's boxes are rows offsets[s]:offsets[s+1] of `Scan.annotations`."""
+
+
+@dataclass(frozen=True)
+class Annotations:
+    """3D boxes grouped by sample (sample-table order; table order within a sample), A rows."""
+
+    translation: np.ndarray
+    """(A, 3) float64, box centre, m, global frame."""
+    size: np.ndarray
+    """(A, 3) float64, (w, l, h), m."""
+    rotation: np.ndarray
+    """(A, 4) float64, box -> global rotation (w, x, y, z)."""
+    velocity: np.ndarray
+    """(A, 3) float64, m/s, global frame (nuScenes-devkit `box_velocity`; NaN when unknown)."""
+    category: List[str]
+    num_lidar_pts: np.ndarray
+    """(A,) int64."""
+    num_radar_pts: np.ndarray
+    """(A,) int64."""
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Everything create-infos needs from the 13 tables, resolved and indexed."""
+
+    scenes: Scenes
+    keyframes: Keyframes
+    readings: Readings
+    calibrations: Transforms
+    """Sensor -> ego, one row per calibrated_sensor record (file order)."""
+    intrinsics: List[List[List[float]]]
+    """Camera matrix of each calibrated_sensor record (empty for non-cameras)."""
+    ego_poses: Transforms
+    """Ego -> global, one row per ego pose a reading uses."""
+    annotations: Annotations
+
+
+@dataclass(frozen=True)
+class Temporal:
+    """Per-keyframe geometry in the LIDAR_TOP frame at the keyframe (S keyframes, C cameras, K sweeps)."""
+
+    sweeps: np.ndarray
+    """(S, K) int64 reading rows, most recent first, -1 padded."""
+    camera_to_lidar_rotation: np.ndarray
+    """(S, C, 3, 3): `p_lidar = rotation @ p_camera + translation`."""
+    camera_to_lidar_translation: np.ndarray
+    """(S, C, 3), m."""
+    sweep_to_lidar_rotation: np.ndarray
+    """(S, K, 3, 3), undefined where `sweeps` is -1."""
+    sweep_to_lidar_translation: np.ndarray
+    """(S, K, 3), m."""
+    gt_boxes: np.ndarray
+    """(A, 7): x, y, z (m, LIDAR_TOP frame), w, l, h (m), -yaw - π/2 (rad)."""
+    gt_velocity: np.ndarray
+    """(A, 2), m/s, LIDAR_TOP frame axes (rotation only), NaN kept."""

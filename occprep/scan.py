@@ -1,0 +1,287 @@
+"""Stage 1: the nuScenes tables -> a resolved, indexed `Scan` (no devkit `NuScenes` object).
+
+Every table is walked once; tokens resolve through dicts built once; a token that does not
+resolve is an error naming the table, field and token. Only the sample_data an info can name is
+kept: every reading of the lidar channel (keyframes and sweeps) and the keyframe camera readings.
+`read_scan_tables` (the file edge) reads just what `scan` uses from a version folder.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from pathlib import Path
+from typing import Dict, Iterable, List, Sequence
+
+import numpy as np
+
+from occprep.config import DatasetConfig
+from occprep.errors import OccprepError
+from occprep.records import Annotations, Keyframes, Readings, Scan, Scenes, Transforms
+from occprep.reporting import Reporter
+from occprep.tables import TABLE_TYPES, EgoPose, SampleAnnotation, SampleData, Tables, field_subset, read_records
+
+_OTHER = -1
+_LIDAR = 0
+"""Roles of a sensor channel: other (radar, unused cameras), the lidar, camera c at `1 + c`."""
+
+
+def _unresolved(table: str, field: str, token: str, owner: str) -> OccprepError:
+    return OccprepError(f"{table}.{field} {token!r} of record {owner!r} does not resolve to any record; "
+                        "the tables are inconsistent (re-extract or regenerate them)")
+
+
+def _lookup(index: Dict[str, int], token: str, table: str, field: str, owner: str) -> int:
+    row = index.get(token)
+    if row is None:
+        raise _unresolved(table, field, token, owner)
+    return row
+
+
+def _token_rows(records: Iterable) -> Dict[str, int]:
+    """Token -> row of `records`, and '' (no record) -> -1."""
+    rows = {record.token: row for row, record in enumerate(records)}
+    rows[""] = -1
+    return rows
+
+
+def _resolve(index: Dict[str, int], tokens: List[str], owners: Sequence, table: str, field: str) -> np.ndarray:
+    """(N,) int64 rows of `tokens` in `index` (from `_token_rows`; '' gives -1); an unknown token is
+    an error naming `table.field`, the token and its record (`owners[i].token`)."""
+    rows = [index.get(token, -2) for token in tokens]
+    resolved = np.array(rows, dtype=np.int64)
+    if len(resolved) and resolved.min() == -2:
+        bad = rows.index(-2)
+        raise _unresolved(table, field, tokens[bad], owners[bad].token)
+    return resolved
+
+
+def stack(rows: Sequence[Sequence[float]], width: int) -> np.ndarray:
+    """(N, width) float64 array from N lists of `width` numbers (faster than np.array on lists)."""
+    flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=len(rows) * width)
+    return flat.reshape(len(rows), width)
+
+
+def _transforms(records: Iterable) -> Transforms:
+    records = list(records)
+    translations = [r.translation for r in records]
+    rotations = [r.rotation for r in records]
+    return Transforms(stack(translations, 3), stack(rotations, 4), translations, rotations)
+
+
+def _frame_indices(tables: Tables, sample_row: Dict[str, int]) -> np.ndarray:
+    """Position of every sample on its scene's chain `first_sample_token -> next`."""
+    frame_idx = np.full(len(tables.sample), -1, dtype=np.int64)
+    for scene in tables.scene:
+        token, position = scene.first_sample_token, 0
+        table, field, owner = "scene", "first_sample_token", scene.token
+        while token:
+            row = _lookup(sample_row, token, table, field, owner)
+            if frame_idx[row] >= 0:
+                raise OccprepError(f"sample {token!r}: the sample chain of scene {scene.name!r} loops or is "
+                                   "shared with another scene; fix sample.next in the tables")
+            frame_idx[row] = position
+            table, field, owner = "sample", "next", token
+            token, position = tables.sample[row].next, position + 1
+    orphans = np.flatnonzero(frame_idx < 0)
+    if orphans.size:
+        sample = tables.sample[orphans[0]]
+        raise OccprepError(f"sample {sample.token!r} is not on the sample chain of its scene "
+                           f"{sample.scene_token!r} ({orphans.size} such samples); fix sample.prev/next")
+    return frame_idx
+
+
+def _channel_roles(calibrated_sensor: list, sensor: list, config: DatasetConfig) -> np.ndarray:
+    """Role of each calibrated_sensor record (see `_LIDAR`)."""
+    channel_of_sensor = {s.token: s.channel for s in sensor}
+    role_of_channel = {config.lidar_channel: _LIDAR,
+                       **{channel: 1 + c for c, channel in enumerate(config.camera_channels)}}
+    roles = np.empty(len(calibrated_sensor), dtype=np.int64)
+    for row, calibration in enumerate(calibrated_sensor):
+        channel = channel_of_sensor.get(calibration.sensor_token)
+        if channel is None:
+            raise _unresolved("calibrated_sensor", "sensor_token", calibration.sensor_token, calibration.token)
+        roles[row] = role_of_channel.get(channel, _OTHER)
+    return roles
+
+
+def _annotations(tables: Tables, sample_row: Dict[str, int], sample_time: np.ndarray):
+    """Annotations grouped by sample (stable) with devkit `box_velocity`, and per-sample offsets."""
+    records = tables.sample_annotation
+    category_name = {c.token: c.name for c in tables.category}
+    instance_category = {}
+    for instance in tables.instance:
+        name = category_name.get(instance.category_token)
+        if name is None:
+            raise _unresolved("instance", "category_token", instance.category_token, instance.token)
+        instance_category[instance.token] = name
+    ann_row = _token_rows(records)
+    sample = _resolve(sample_row, [a.sample_token for a in records], records, "sample_annotation", "sample_token")
+    prev = _resolve(ann_row, [a.prev for a in records], records, "sample_annotation", "prev")
+    next_ = _resolve(ann_row, [a.next for a in records], records, "sample_annotation", "next")
+    category = [instance_category.get(a.instance_token) for a in records]
+    if None in category:
+        bad = records[category.index(None)]
+        raise _unresolved("sample_annotation", "instance_token", bad.instance_token, bad.token)
+    translation = stack([a.translation for a in records], 3)
+    velocity = _box_velocity(translation, sample_time[sample], prev, next_)
+
+    order = np.argsort(sample, kind="stable")
+    offsets = np.zeros(len(tables.sample) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(sample, minlength=len(tables.sample)), out=offsets[1:])
+    annotations = Annotations(
+        translation=translation[order],
+        size=stack([a.size for a in records], 3)[order],
+        rotation=stack([a.rotation for a in records], 4)[order],
+        velocity=velocity[order],
+        category=[category[i] for i in order.tolist()],
+        num_lidar_pts=np.array([a.num_lidar_pts for a in records], dtype=np.int64)[order],
+        num_radar_pts=np.array([a.num_radar_pts for a in records], dtype=np.int64)[order],
+    )
+    return annotations, offsets
+
+
+def _box_velocity(translation: np.ndarray, time_s: np.ndarray, prev: np.ndarray, next_: np.ndarray,
+                  max_time_diff: float = 1.5) -> np.ndarray:
+    """nuScenes-devkit `box_velocity` for all boxes: centred difference over the instance's
+    neighbouring annotations (one-sided at the track's ends), m/s, global frame; NaN for a
+    single-annotation track or a gap longer than `max_time_diff` (doubled when centred)."""
+    rows = np.arange(len(translation))
+    first = np.where(prev >= 0, prev, rows)
+    last = np.where(next_ >= 0, next_, rows)
+    time_diff = time_s[last] - time_s[first]
+    limit = np.where((prev >= 0) & (next_ >= 0), 2 * max_time_diff, max_time_diff)
+    valid = ((prev >= 0) | (next_ >= 0)) & ~(time_diff > limit)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        velocity = (translation[last] - translation[first]) / time_diff[:, None]
+    velocity[~valid] = np.nan
+    return velocity
+
+
+def scan(tables: Tables, config: DatasetConfig) -> Scan:
+    """Resolve and index `tables` for the channels of `config`."""
+    sample_row = _token_rows(tables.sample)
+    scene_row = _token_rows(tables.scene)
+    sample_scene = _resolve(scene_row, [s.scene_token for s in tables.sample], tables.sample, "sample", "scene_token")
+    sample_time = np.fromiter((s.timestamp for s in tables.sample), dtype=np.int64, count=len(tables.sample))
+    frame_idx = _frame_indices(tables, sample_row)
+
+    calibration_row = {c.token: row for row, c in enumerate(tables.calibrated_sensor)}
+    roles = _channel_roles(tables.calibrated_sensor, tables.sensor, config)
+    kept: List = []
+    kept_calibration: List[int] = []
+    for record in tables.sample_data:
+        calibration = calibration_row.get(record.calibrated_sensor_token)
+        if calibration is None:
+            raise _unresolved("sample_data", "calibrated_sensor_token", record.calibrated_sensor_token, record.token)
+        role = roles[calibration]
+        if role == _LIDAR or (role > 0 and record.is_key_frame):
+            kept.append(record)
+            kept_calibration.append(calibration)
+
+    count = len(kept)
+    reading_row = _token_rows(kept)
+    reading_sample = _resolve(sample_row, [r.sample_token for r in kept], kept, "sample_data", "sample_token")
+    is_lidar = (roles[kept_calibration] == _LIDAR).tolist()
+    prev = _resolve(reading_row, [r.prev if lidar else "" for r, lidar in zip(kept, is_lidar)], kept,
+                    "sample_data", "prev")
+
+    pose_of_token: Dict[str, int] = {}
+    for record in kept:
+        pose_of_token.setdefault(record.ego_pose_token, len(pose_of_token))
+    pose_records = [None] * len(pose_of_token)
+    for record in tables.ego_pose:
+        row = pose_of_token.get(record.token)
+        if row is not None:
+            pose_records[row] = record
+    if None in pose_records:
+        token = next(t for t, row in pose_of_token.items() if pose_records[row] is None)
+        owner = next(r.token for r in kept if r.ego_pose_token == token)
+        raise _unresolved("sample_data", "ego_pose_token", token, owner)
+
+    readings = Readings(
+        token=[r.token for r in kept],
+        filename=[r.filename for r in kept],
+        timestamp=np.fromiter((r.timestamp for r in kept), dtype=np.int64, count=count),
+        calibration=np.array(kept_calibration, dtype=np.int64),
+        ego_pose=np.fromiter((pose_of_token[r.ego_pose_token] for r in kept), dtype=np.int64, count=count),
+        scene=sample_scene[reading_sample],
+        prev=prev,
+    )
+
+    # A sample's reading of a channel: its keyframe sample_data (the last one wins, as in the devkit).
+    slots = np.full((len(tables.sample), 1 + len(config.camera_channels)), -1, dtype=np.int64)
+    key = np.fromiter((r.is_key_frame for r in kept), dtype=bool, count=count)
+    key_rows = np.flatnonzero(key)
+    slots[reading_sample[key_rows], roles[readings.calibration[key_rows]]] = key_rows
+    missing = np.argwhere(slots < 0)
+    if missing.size:
+        sample, role = missing[0]
+        channel = config.lidar_channel if role == _LIDAR else config.camera_channels[role - 1]
+        raise OccprepError(f"sample {tables.sample[sample].token!r} has no keyframe {channel} sample_data "
+                           f"({len(missing)} such sample/channel pairs); every sample needs the lidar and "
+                           f"the {len(config.camera_channels)} cameras of config {config.name!r}")
+
+    annotations, offsets = _annotations(tables, sample_row, 1e-6 * sample_time)
+    return Scan(
+        scenes=Scenes(token=[s.token for s in tables.scene], name=[s.name for s in tables.scene]),
+        keyframes=Keyframes(
+            token=[s.token for s in tables.sample],
+            prev=[s.prev for s in tables.sample],
+            next=[s.next for s in tables.sample],
+            scene=sample_scene,
+            timestamp=sample_time,
+            frame_idx=frame_idx,
+            lidar=slots[:, _LIDAR],
+            cameras=slots[:, 1:],
+            annotations=offsets,
+        ),
+        readings=readings,
+        calibrations=_transforms(tables.calibrated_sensor),
+        intrinsics=[c.camera_intrinsic for c in tables.calibrated_sensor],
+        ego_poses=_transforms(pose_records),
+        annotations=annotations,
+    )
+
+
+SampleDataFields = field_subset(SampleData, "token sample_token ego_pose_token calibrated_sensor_token timestamp "
+                                            "is_key_frame filename prev")
+EgoPoseFields = field_subset(EgoPose, "token rotation translation")
+AnnotationFields = field_subset(SampleAnnotation, "token sample_token instance_token translation size rotation prev "
+                                                  "next num_lidar_pts num_radar_pts")
+"""The fields of the three big tables that `scan` reads."""
+_SensorKey = field_subset(SampleData, "calibrated_sensor_token is_key_frame")
+_TokenKey = field_subset(EgoPose, "token")
+
+
+def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporter) -> Tables:
+    """The tables of `version_dir` as far as `scan` reads them, for speed and memory on big versions.
+
+    Small tables are read whole. Of the three big ones only the fields `scan` reads are decoded
+    (`*Fields` records in place of the table records); of big sample_data and ego_pose files only
+    the records `scan` can use are kept: the lidar and keyframe camera readings of `config` (and
+    any whose sensor does not resolve, so `scan` can name it) and the poses those readings use.
+    """
+    big = {"sample_data", "ego_pose", "sample_annotation"}
+    with reporter.progress(total=len(TABLE_TYPES), desc=f"tables {Path(version_dir).name}", unit="table") as bar:
+        tables = {}
+        for name in TABLE_TYPES:
+            if name not in big:
+                tables[name] = read_records(version_dir, name, TABLE_TYPES[name])
+                bar.update()
+        roles = _channel_roles(tables["calibrated_sensor"], tables["sensor"], config).tolist()
+        other = {c.token for c, role in zip(tables["calibrated_sensor"], roles) if role == _OTHER}
+        camera = {c.token for c, role in zip(tables["calibrated_sensor"], roles) if role > 0}
+
+        def wanted(records: list) -> List[bool]:
+            return [r.calibrated_sensor_token not in other and (r.is_key_frame or r.calibrated_sensor_token not in camera)
+                    for r in records]
+
+        tables["sample_data"] = read_records(version_dir, "sample_data", SampleDataFields, (_SensorKey, wanted))
+        bar.update()
+        used_poses = {r.ego_pose_token for r in tables["sample_data"]}
+        tables["ego_pose"] = read_records(version_dir, "ego_pose", EgoPoseFields,
+                                          (_TokenKey, lambda records: [r.token in used_poses for r in records]))
+        bar.update()
+        tables["sample_annotation"] = read_records(version_dir, "sample_annotation", AnnotationFields)
+        bar.update()
+    return Tables(**tables)

@@ -1,0 +1,28 @@
+"""bench and demo plumbing on tiny synthetic data (no timing assertions)."""
+
+import occprep.synth
+from occprep.bench import bench
+from occprep.demo import STEPS, demo
+from occprep.pickles import load_pickle
+from occprep.reporting import Reporter
+
+
+def test_bench_synthesises_once_and_measures_child_runs(tmp_path):
+    summary, lines = bench(scenes=1, repeat=2, workdir=tmp_path, reporter=Reporter("bench", quiet=True))
+    assert summary["samples"] == 40 and summary["scenes"] == 1 and len(summary["runs"]) == 2
+    assert all(run["wall_s"] > 0 and run["cpu_s"] > 0 and run["peak_rss_mb"] > 10 for run in summary["runs"])
+    assert lines[-1].split()[0] == "median"
+    marker = tmp_path / "synth-1" / "synth-complete.json"
+    stamp = marker.stat().st_mtime_ns
+    bench(scenes=1, repeat=1, workdir=tmp_path, reporter=Reporter("bench", quiet=True))
+    assert marker.stat().st_mtime_ns == stamp  # reused, not re-synthesised
+
+
+def test_demo_runs_every_step(tmp_path, monkeypatch):
+    real = occprep.synth.synthesize
+    monkeypatch.setattr(occprep.synth, "synthesize",
+                        lambda out, version, **kw: real(out, version, scenes=2, samples_per_scene=3, **kw))
+    summary, lines = demo(tmp_path / "demo", Reporter("demo", quiet=True))
+    assert summary["steps"] == [name for name, _ in STEPS] and summary["steps"][:2] == ["synth", "create-infos"]
+    infos = load_pickle(tmp_path / "demo" / "data" / "nuscenes" / "nuscenes_infos_temporal_train.pkl")["infos"]
+    assert len(infos) == 3 and "[create-infos]" in lines

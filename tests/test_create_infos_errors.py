@@ -1,0 +1,104 @@
+"""create-infos: bad input is a one-line error with a non-zero exit and nothing written; versions."""
+
+import json
+import shutil
+
+import pytest
+
+from occprep.pickles import load_pickle
+from test_create_infos import SCENE, copy_scene, run_cli
+
+pytestmark = pytest.mark.skipif(not SCENE.is_dir(), reason=f"shared data not found at {SCENE}")
+
+BASE_ARGS = ["create-infos", "--version", "v1.0-mini", "--no-file-check", "--out-dir", "out"]
+
+
+@pytest.fixture
+def dataset(tmp_path, monkeypatch):
+    root = copy_scene(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    return root
+
+
+def assert_one_line_error(code, err, *fragments):
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert code != 0
+    assert last.startswith("error: ") and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in last
+
+
+def edit_table(root, name, edit):
+    path = root / "v1.0-mini" / f"{name}.json"
+    path.chmod(0o644)
+    records = json.loads(path.read_text())
+    edit(records)
+    path.write_text(json.dumps(records))
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--root-path", "nowhere"], ["nowhere: folder not found"]),
+    (["--version", "v1.0-trainval"], ["--version v1.0-trainval: no folder"]),
+    (["--version", "v2.0"], ["--version v2.0: unknown version"]),
+    (["--version", "v1.0"], ["--version v1.0: none of v1.0-trainval, v1.0-test"]),
+    (["--canbus", "elsewhere"], ["--canbus elsewhere: no can_bus/ folder"]),
+    (["--config", "nosuch"], ["unknown config 'nosuch'"]),
+])
+def test_bad_flags(dataset, monkeypatch, capsys, args, fragments):
+    code, _, err = run_cli(BASE_ARGS + args, monkeypatch, capsys)
+    assert_one_line_error(code, err, *fragments)
+    assert not (dataset.parent.parent / "out").exists()
+
+
+def test_missing_table(dataset, monkeypatch, capsys):
+    (dataset / "v1.0-mini" / "visibility.json").unlink()
+    code, _, err = run_cli(BASE_ARGS, monkeypatch, capsys)
+    assert_one_line_error(code, err, "visibility.json: file not found")
+
+
+def test_malformed_json_names_file_and_position(dataset, monkeypatch, capsys):
+    path = dataset / "v1.0-mini" / "scene.json"
+    path.chmod(0o644)
+    path.write_text(path.read_text().replace("{", "{@", 2))
+    code, _, err = run_cli(BASE_ARGS, monkeypatch, capsys)
+    assert_one_line_error(code, err, "scene.json: malformed JSON", "(byte ")
+
+
+@pytest.mark.parametrize("table, field, message", [
+    ("sample_data", "ego_pose_token", "sample_data.ego_pose_token 'deadbeef'"),
+    ("sample_data", "calibrated_sensor_token", "sample_data.calibrated_sensor_token 'deadbeef'"),
+    ("sample_annotation", "instance_token", "sample_annotation.instance_token 'deadbeef'"),
+    ("sample", "scene_token", "sample.scene_token 'deadbeef'"),
+])
+def test_unresolved_token_names_table_field_and_token(dataset, monkeypatch, capsys, table, field, message):
+    def corrupt(records):
+        target = next(r for r in records if table != "sample_data" or r["filename"].startswith("samples/LIDAR_TOP"))
+        target[field] = "deadbeef"
+
+    edit_table(dataset, table, corrupt)
+    code, _, err = run_cli(BASE_ARGS, monkeypatch, capsys)
+    assert_one_line_error(code, err, message, "does not resolve")
+
+
+def test_failed_run_keeps_older_outputs(dataset, monkeypatch, capsys):
+    code, _, err = run_cli(BASE_ARGS + ["--quiet"], monkeypatch, capsys)
+    assert code == 0, err
+    old = (dataset.parent.parent / "out" / "nuscenes_infos_temporal_val.pkl").read_bytes()
+    (dataset / "v1.0-mini" / "ego_pose.json").chmod(0o644)
+    (dataset / "v1.0-mini" / "ego_pose.json").write_text("[")
+    code, _, err = run_cli(BASE_ARGS, monkeypatch, capsys)
+    assert_one_line_error(code, err, "ego_pose.json: malformed JSON")
+    assert (dataset.parent.parent / "out" / "nuscenes_infos_temporal_val.pkl").read_bytes() == old
+
+
+def test_umbrella_version_runs_the_folders_present(dataset, monkeypatch, capsys):
+    shutil.move(dataset / "v1.0-mini", dataset / "v1.0-test")
+    code, _, err = run_cli(["create-infos", "--version", "v1.0", "--no-file-check", "--out-dir", "out",
+                            "--extra-tag", "t"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "v1.0-trainval: no folder" in err and "skipped" in err
+    assert "scene(s) in no split list (went to test): scene-0916" in err
+    data = load_pickle(dataset.parent.parent / "out" / "t_infos_temporal_test.pkl")
+    assert data["metadata"] == {"version": "v1.0-test"} and len(data["infos"]) == 41
+    assert "gt_boxes" not in data["infos"][0] and list(data["infos"][0])[-1] == "timestamp"
+    assert sorted(p.name for p in (dataset.parent.parent / "out").iterdir()) == ["t_infos_temporal_test.pkl"]
