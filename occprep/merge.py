@@ -1,0 +1,330 @@
+"""The merge stage: temporal infos + an occupancy ground truth release -> merged infos + coverage.
+
+Every info is matched to the release by its sample token (the scene comes from the release, so infos
+without `scene_name` merge too). Nothing is written unless every split is complete: an info without
+ground truth, a ground truth file that is not on disk, a scene that disagrees with the release, or
+(with `verify`) a file that fails its checks makes the run fail with the first few listed.
+`allow_missing` instead drops infos without ground truth (or whose files are missing) and reports
+them; verification problems always fail the run.
+
+Merged infos are the input dicts with `scene_name` (when absent) and the layout's keys appended
+(OpenOcc v1: `occ_gt_path, flow_gt_path, occ_invalid_path`; Occ3D: `occ_gt_path, occ_path`); the
+top level, `metadata.version` included, is carried over. Path styles: `as-is` writes the paths as
+the release names them (OpenOcc: the JSON strings; Occ3D: `gts/<scene>/<token>/labels.npz` and the
+sample directory joined onto --occ-root as typed); `absolute` and `relative` (to `path_root`) write
+where `PathLocator` found them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from occprep.config import occupancy_format
+from occprep.errors import OccprepError
+from occprep.fileio import atomic_write
+from occprep.occupancy import (
+    FORMATS,
+    LAYOUTS,
+    GtIndex,
+    GtSample,
+    PathLocator,
+    openocc_index_path,
+    read_openocc_index,
+    scan_occ3d_tree,
+    verify_samples,
+)
+from occprep.pickles import dumps, load_pickle
+from occprep.reporting import Reporter
+
+SPLITS = ("train", "val", "test")
+PATH_STYLES = ("as-is", "relative", "absolute")
+OUTPUT_SUFFIX = {"openocc-v1": "occ_gt", "occ3d": "occ3d"}
+SHOW = 5
+"""How many tokens/problems an error message lists."""
+
+
+@dataclass(frozen=True)
+class MergeOptions:
+    """What `occprep merge-occ` was asked to do."""
+
+    infos_dir: Path
+    occ_root: str
+    """As typed: Occ3D's `occ_path` values are joined onto it."""
+    format: str = "openocc-v1"
+    extra_tag: str = "nuscenes"
+    splits: Tuple[str, ...] = ("train", "val")
+    out_dir: Optional[Path] = None
+    """Default: the occ root (where the reference writes)."""
+    allow_missing: bool = False
+    verify: bool = False
+    workers: int = 8
+    path_style: str = "as-is"
+    path_root: Optional[Path] = None
+    """Base directory of `path_style='relative'` paths."""
+
+
+@dataclass
+class SceneCoverage:
+    """Infos of one scene in one split, and how many of them have ground truth."""
+
+    infos: int = 0
+    with_gt: int = 0
+
+
+@dataclass
+class SplitMerge:
+    """One split: its infos matched against the release, and the merged pickle to write."""
+
+    split: str
+    infos_path: Path
+    output_path: Path
+    index_source: Path
+    tokens: List[str]
+    """Sample tokens of all infos, in input order."""
+    missing_gt: List[str] = field(default_factory=list)
+    """Tokens of infos the release has no entry for."""
+    missing_files: List[str] = field(default_factory=list)
+    """'token: path' of infos whose ground truth files are not on disk."""
+    scene_mismatch: List[str] = field(default_factory=list)
+    scenes: Dict[str, SceneCoverage] = field(default_factory=dict)
+    with_gt: int = 0
+    payload: bytes = b""
+    """The output pickle, serialised (a fraction of the objects' memory): the input's top level with
+    `infos` replaced by the merged infos."""
+    located: List[Dict[str, str]] = field(default_factory=list)
+    """Files of every merged info, by info key, for verification."""
+    written: bool = False
+
+    @property
+    def total(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass
+class MergeResult:
+    """The whole run: per-split coverage, ground truth no info asked for, problems."""
+
+    options: MergeOptions
+    splits: List[SplitMerge]
+    unused_gt: Dict[Path, Counter]
+    """Index source -> scene -> number of ground truth samples no selected info matched."""
+    verify_problems: List[str]
+    verified_samples: int
+    problem: Optional[str] = None
+    """Why nothing was written (one line), or None."""
+
+
+def parse_splits(text: str) -> Tuple[str, ...]:
+    """'train,val' -> ('train', 'val'), refusing unknown names."""
+    splits = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown or not splits:
+        raise OccprepError(f"--splits {text!r}: unknown split {', '.join(unknown) or '(none)'}; "
+                           f"choose from {', '.join(SPLITS)}")
+    return tuple(dict.fromkeys(splits))
+
+
+def infos_path(options: MergeOptions, split: str) -> Path:
+    """The create-infos output merged for `split`."""
+    return Path(options.infos_dir) / f"{options.extra_tag}_infos_temporal_{split}.pkl"
+
+
+def output_path(options: MergeOptions, split: str) -> Path:
+    """OpenOcc v1: `{tag}_infos_temporal_{split}_occ_gt.pkl` (the reference's name); Occ3D: `..._occ3d.pkl`."""
+    out_dir = Path(options.out_dir if options.out_dir is not None else options.occ_root)
+    return out_dir / f"{options.extra_tag}_infos_temporal_{split}_{OUTPUT_SUFFIX[options.format]}.pkl"
+
+
+def load_infos(path: Path) -> dict:
+    """Load a legacy (mmdet3d 0.x) info pickle `{'infos': [...], 'metadata': {...}}`, checking its shape."""
+    if not path.is_file():
+        raise OccprepError(f"{path}: infos file not found; create it with `occprep create-infos`, or pass "
+                           "the right --infos-dir / --extra-tag")
+    data = load_pickle(path)
+    if isinstance(data, dict) and "data_list" in data:
+        raise OccprepError(f"{path}: an mmdet3d 1.x pickle (data_list/metainfo); merge-occ reads the 0.x "
+                           "format {'infos', 'metadata'} that BEVFormer/OccNet use: regenerate it with "
+                           "`occprep create-infos`")
+    if not isinstance(data, dict) or not isinstance(data.get("infos"), list):
+        raise OccprepError(f"{path}: not an info pickle (expected a dict with an 'infos' list, got "
+                           f"{type(data).__name__}{' with keys ' + ', '.join(map(str, data)) if isinstance(data, dict) else ''})")
+    for position, info in enumerate(data["infos"]):
+        if not isinstance(info, dict) or not isinstance(info.get("token"), str):
+            raise OccprepError(f"{path}: infos[{position}] has no 'token' string; not a temporal info pickle")
+    return data
+
+
+def read_openocc_split_index(options: MergeOptions, split: str) -> GtIndex:
+    """The OpenOcc v1 release's index of `split`, with a hint when the root holds another layout."""
+    path = openocc_index_path(Path(options.occ_root), split)
+    if not path.is_file():
+        hint = ("; it holds gts/: pass --format occ3d" if (Path(options.occ_root) / "gts").is_dir()
+                else "; OpenOcc v1 releases ship occ_gt_{train,val}.json in their root")
+        raise OccprepError(f"{path}: index file not found{hint}")
+    return read_openocc_index(path)
+
+
+def _info_paths(located: Dict[str, str], sample: GtSample, options: MergeOptions) -> Dict[str, str]:
+    """The info values for `sample` in the requested path style."""
+    if options.path_style == "as-is":
+        return dict(sample.paths)
+    if options.path_style == "absolute":
+        return dict(located)
+    root = os.path.abspath(options.path_root)
+    return {key: os.path.relpath(path, root) for key, path in located.items()}
+
+
+def merge_split(options: MergeOptions, split: str, index: GtIndex, locator: PathLocator,
+                reporter: Reporter) -> SplitMerge:
+    """Match one split's infos to `index`; merged infos keep their keys and append the layout's keys."""
+    layout = LAYOUTS[options.format]
+    path = infos_path(options, split)
+    data = load_infos(path)
+    infos = data["infos"]
+    result = SplitMerge(split, path, output_path(options, split), index.source, [info["token"] for info in infos])
+    merged = []
+    for info in reporter.progress(infos, desc=f"match {split}", unit="info"):
+        token = info["token"]
+        sample = index.samples.get(token)
+        scene_name = info.get("scene_name") or (sample.scene_name if sample else f"scene_token:{info.get('scene_token')}")
+        coverage = result.scenes.setdefault(scene_name, SceneCoverage())
+        coverage.infos += 1
+        if sample is None:
+            result.missing_gt.append(token)
+            continue
+        if info.get("scene_name", sample.scene_name) != sample.scene_name:
+            result.scene_mismatch.append(f"{token} (info: {info['scene_name']}, ground truth: {sample.scene_name})")
+            continue
+        located = {key: locator.locate(sample.paths[key]) for key in layout.info_keys}
+        absent = [sample.paths[key] for key, found in located.items() if found is None]
+        if absent:
+            result.missing_files.append(f"{token}: {absent[0]}")
+            continue
+        coverage.with_gt += 1
+        merged.append({**info, "scene_name": sample.scene_name, **_info_paths(located, sample, options)})
+        result.located.append({key: located[key] for key in layout.file_keys})
+    result.with_gt = len(merged)
+    result.payload = dumps({**data, "infos": merged})
+    return result
+
+
+def _first(items: List[str]) -> str:
+    """The first few `items`, and how many there are when some are left out."""
+    shown = ", ".join(items[:SHOW])
+    return shown + (f", … ({len(items)} in total)" if len(items) > SHOW else "")
+
+
+def _coverage_problem(splits: List[SplitMerge], options: MergeOptions, locator: PathLocator) -> Optional[str]:
+    mismatch = [m for s in splits for m in s.scene_mismatch]
+    if mismatch:
+        return (f"{len(mismatch)} infos name another scene than the ground truth release: {_first(mismatch)}; "
+                "the infos and the release do not belong together")
+    if options.allow_missing:
+        return None
+    parts = []
+    for s in splits:
+        if s.missing_gt:
+            parts.append(f"{s.infos_path.name}: {len(s.missing_gt)} of {s.total} infos have no entry in "
+                         f"{s.index_source} ({_first(s.missing_gt)})")
+        if s.missing_files:
+            parts.append(f"{s.infos_path.name}: ground truth files of {len(s.missing_files)} infos not found "
+                         f"({_first(s.missing_files)}; {locator.describe()})")
+    if not parts:
+        return None
+    return "; ".join(parts) + "; nothing written (pass --allow-missing to write only the infos with ground truth)"
+
+
+def _check_options(options: MergeOptions) -> None:
+    if options.format not in FORMATS:
+        raise OccprepError(f"--format {options.format!r}: choose from {', '.join(FORMATS)}")
+    if options.path_style not in PATH_STYLES:
+        raise OccprepError(f"--path-style {options.path_style!r}: choose from {', '.join(PATH_STYLES)}")
+    if (options.path_style == "relative") != (options.path_root is not None):
+        raise OccprepError("--path-style relative needs --path-root DIR (the directory paths are made relative "
+                           "to), and --path-root only applies to --path-style relative")
+    if not Path(options.infos_dir).is_dir():
+        raise OccprepError(f"--infos-dir {options.infos_dir}: directory not found")
+    if not Path(options.occ_root).is_dir():
+        raise OccprepError(f"--occ-root {options.occ_root}: directory not found (the folder of the downloaded "
+                           "occupancy release)")
+
+
+def merge_occ(options: MergeOptions, reporter: Reporter) -> MergeResult:
+    """Run the merge: match every split, optionally verify, and write only if nothing is wrong."""
+    _check_options(options)
+    fmt = occupancy_format(options.format)
+    layout = LAYOUTS[options.format]
+    locator = PathLocator(Path(options.occ_root))
+    occ3d_index = scan_occ3d_tree(options.occ_root) if options.format == "occ3d" else None
+    splits, indexes = [], {}
+    for split in options.splits:
+        index = occ3d_index if occ3d_index is not None else read_openocc_split_index(options, split)
+        indexes[index.source] = index
+        splits.append(merge_split(options, split, index, locator, reporter))
+
+    matched = {s.index_source: set() for s in splits}
+    for s in splits:
+        matched[s.index_source].update(s.tokens)
+    unused = {source: Counter(sample.scene_name for token, sample in index.samples.items()
+                              if token not in matched[source])
+              for source, index in indexes.items()}
+
+    problems: List[str] = []
+    located = [files for s in splits for files in s.located]
+    if options.verify:
+        problems = verify_samples(located, layout, fmt, options.workers, reporter.progress)
+    result = MergeResult(options, splits, unused, problems, len(located) if options.verify else 0)
+    result.problem = _coverage_problem(splits, options, locator)
+    if result.problem is None and problems:
+        result.problem = (f"{len(problems)} problems in ground truth files: {_first(problems)}; "
+                          "nothing written")
+    if result.problem is None:
+        for s in splits:
+            with atomic_write(s.output_path) as handle:
+                handle.write(s.payload)
+            s.written = True
+    return result
+
+
+def _scene_counts(counts: Dict[str, int]) -> str:
+    top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"{scene}: {n}" for scene, n in top[:SHOW])
+    return shown + (f", … {len(top)} scenes" if len(top) > SHOW else "")
+
+
+def summarize(result: MergeResult) -> Tuple[dict, List[str]]:
+    """The coverage summary: JSON for `--report` and the lines printed at the end."""
+    options = result.options
+    report = {
+        "format": options.format, "occ_root": options.occ_root, "path_style": options.path_style,
+        "written": result.problem is None, "problem": result.problem, "splits": {},
+    }
+    lines = [f"coverage ({options.format}, {options.occ_root}):"]
+    for s in result.splits:
+        without = {scene: c.infos - c.with_gt for scene, c in s.scenes.items() if c.infos > c.with_gt}
+        report["splits"][s.split] = {
+            "infos_file": str(s.infos_path), "output": str(s.output_path), "written": s.written,
+            "infos": s.total, "with_gt": s.with_gt, "without_gt": s.total - s.with_gt,
+            "missing_gt_tokens": s.missing_gt, "missing_files": s.missing_files, "scene_mismatch": s.scene_mismatch,
+            "scenes": {scene: {"infos": c.infos, "with_gt": c.with_gt, "without_gt": c.infos - c.with_gt}
+                       for scene, c in sorted(s.scenes.items())},
+        }
+        line = f"  {s.split}: {s.with_gt}/{s.total} infos with ground truth"
+        if without:
+            line += (f", {s.total - s.with_gt} without ({len(s.missing_gt)} not in the release, "
+                     f"{len(s.missing_files)} files missing; {_scene_counts(without)})")
+        lines.append(line + (f" -> {s.output_path}" if s.written else " (not written)"))
+    unused_total = sum(sum(c.values()) for c in result.unused_gt.values())
+    report["gt_without_info"] = {str(source): {"samples": sum(c.values()), "scenes": dict(sorted(c.items()))}
+                                 for source, c in sorted(result.unused_gt.items())}
+    lines.append(f"  ground truth with no info: {unused_total} samples"
+                 + (f" in {len(set().union(*result.unused_gt.values()))} scenes" if unused_total else ""))
+    if options.verify:
+        report["verify"] = {"samples": result.verified_samples, "problems": result.verify_problems}
+        lines.append(f"  verified {result.verified_samples} samples: "
+                     f"{len(result.verify_problems) or 'no'} problems")
+    return report, lines
