@@ -1,0 +1,525 @@
+"""`occprep check`: walk a nuScenes-format data tree and say, item by item, what is there and what is not.
+
+Every check yields `Finding` records (item, status, message, fix); `render_tree` prints them as the
+tree the user sees. Another format's validator (Unity, ...) plugs in by producing the same records.
+Status `error` means create-infos cannot produce correct infos until it is fixed; `warn` marks
+something other stages need (sweeps, occupancy); `skip` a check the flags turned off.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from operator import attrgetter
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+import msgspec
+
+from occprep.blobs import missing_files
+from occprep.config import DatasetConfig
+from occprep.errors import OccprepError
+from occprep.fileio import read_json
+from occprep.occupancy import openocc_index_path, read_openocc_index, scan_occ3d_tree
+from occprep.reporting import Reporter
+from occprep.splits import devkit_scene_lists
+from occprep.tables import TABLE_TYPES
+
+STATUSES = ("ok", "skip", "warn", "error")
+"""Finding statuses, least to most severe."""
+
+_MARKS = {"ok": "[ok]   ", "skip": "[skip] ", "warn": "[warn] ", "error": "[ERROR]"}
+
+VERSION_ALIASES = {"v1.0": ("v1.0-trainval", "v1.0-test")}
+"""`--version` values that stand for several version folders (as in create-infos)."""
+
+_SCENE_NUMBER = re.compile(r"scene-(\d+)$")
+
+
+class Finding(msgspec.Struct, frozen=True):
+    """One checked item of a data tree.
+
+    `item` is the item's position in the tree, outermost first (e.g. `("data/nuscenes", "v1.0-mini",
+    "sample.json")`); `fix` says in words what to do when `status` is warn or error.
+    """
+
+    item: Tuple[str, ...]
+    status: str
+    message: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    """What `occprep check` was asked to look at (paths as the user typed them)."""
+
+    root_path: Path
+    """Dataset root holding v1.0-*/, maps/, samples/, sweeps/."""
+    canbus: Path
+    """Folder that contains can_bus/."""
+    occ_root: Optional[Path] = None
+    """Occupancy ground truth folder; None looks in the usual places beside the root."""
+    versions: Tuple[str, ...] = ()
+    """Version folders to check; empty means every v1.0-* folder found."""
+    blobs: bool = True
+    sweeps: bool = False
+
+
+def worst(findings: Iterable[Finding]) -> str:
+    """The most severe status among `findings` ('ok' when there are none)."""
+    return max((f.status for f in findings), key=STATUSES.index, default="ok")
+
+
+def passed(findings: Sequence[Finding]) -> bool:
+    """True when nothing create-infos needs is missing (no error)."""
+    return worst(findings) != "error"
+
+
+# ----------------------------------------------------------------------------- the walk
+
+
+def check_nuscenes(request: CheckRequest, config: DatasetConfig, reporter: Reporter) -> List[Finding]:
+    """All findings for a nuScenes-format tree: root, version tables, maps, blobs, CAN bus, occupancy."""
+    root = (str(request.root_path),)
+    findings = _check_root(request.root_path)
+    versions: List[str] = []
+    if not findings:
+        versions, version_findings = _resolve_versions(request)
+        findings += version_findings
+    scenes: List[Tuple[str, str]] = []  # (version, scene name)
+    samples_by_scene: Dict[str, List[str]] = {}
+    for version in versions:
+        index, table_findings = _read_version(request.root_path, version, config, request.blobs, reporter)
+        findings += table_findings
+        if index is None:
+            continue
+        findings += _check_foreign_keys(root + (version,), index)
+        findings += _check_maps(request.root_path, root + ("maps",), index.map_files)
+        findings += _check_blobs(request, root, version, index.files, reporter)
+        scenes += [(version, name) for name in index.scene_names.values()]
+        for sample, scene in index.sample_scenes:
+            samples_by_scene.setdefault(index.scene_names.get(scene, ""), []).append(sample)
+    scene_lists = devkit_scene_lists()
+    findings += _check_canbus(request.canbus, request.root_path, scenes, config, scene_lists["test"])
+    if scenes:
+        findings += _check_occupancy(request, samples_by_scene, scenes, scene_lists)
+    return findings
+
+
+def _check_root(root: Path) -> List[Finding]:
+    item = (str(root),)
+    if not root.is_dir():
+        return [Finding(item, "error", "not found",
+                        "--root-path must name the nuScenes folder (the one holding v1.0-*/, samples/, sweeps/, maps/)")]
+    if not _version_dirs(root):
+        nested = [d for d in (root / "nuscenes", *sorted(root.iterdir())) if d.is_dir() and _version_dirs(d)]
+        fix = (f"--root-path must name the folder holding the v1.0-* folders: use --root-path {nested[0]}"
+               if nested else "extract the metadata archive (v1.0-trainval_meta.tgz, v1.0-test_meta.tgz or "
+               "v1.0-mini.tgz) into this folder: it holds v1.0-*/ and maps/; the blob archives only hold samples/ "
+               "and sweeps/")
+        return [Finding(item, "error", "no v1.0-* version folder here", fix)]
+    return []
+
+
+def _version_dirs(root: Path) -> List[str]:
+    return sorted(d.name for d in root.glob("v1.0-*") if d.is_dir())
+
+
+def _resolve_versions(request: CheckRequest) -> Tuple[List[str], List[Finding]]:
+    present = _version_dirs(request.root_path)
+    if not request.versions:
+        return present, []
+    wanted = [v for name in request.versions for v in VERSION_ALIASES.get(name, (name,))]
+    missing = [v for v in wanted if v not in present]
+    findings = [Finding((str(request.root_path), v), "error", "version folder missing",
+                        f"{v}/ comes from the metadata archive ({_meta_archive(v)}), not the blob archives: "
+                        f"extract it into {request.root_path}"
+                        + (f" (found here: {', '.join(present)})" if present else ""))
+                for v in missing]
+    return [v for v in wanted if v in present], findings
+
+
+def _meta_archive(version: str) -> str:
+    return "v1.0-mini.tgz" if version == "v1.0-mini" else f"{version}_meta.tgz"
+
+
+def _blob_archives(version: str) -> str:
+    return {"v1.0-mini": "v1.0-mini.tgz holds them too", "v1.0-trainval": "v1.0-trainval01_blobs.tgz to "
+            "v1.0-trainval10_blobs.tgz"}.get(version, f"{version}_blobs.tgz")
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """`table.field` must name a record of `target`; '' allowed when `optional`; `many` for token lists."""
+
+    table: str
+    field: str
+    target: str
+    optional: bool = False
+    many: bool = False
+
+
+FOREIGN_KEYS = (
+    ForeignKey("sample", "scene_token", "scene"),
+    ForeignKey("sample", "prev", "sample", optional=True),
+    ForeignKey("sample", "next", "sample", optional=True),
+    ForeignKey("sample_data", "sample_token", "sample"),
+    ForeignKey("sample_data", "ego_pose_token", "ego_pose"),
+    ForeignKey("sample_data", "calibrated_sensor_token", "calibrated_sensor"),
+    ForeignKey("sample_data", "prev", "sample_data", optional=True),
+    ForeignKey("sample_data", "next", "sample_data", optional=True),
+    ForeignKey("calibrated_sensor", "sensor_token", "sensor"),
+    ForeignKey("sample_annotation", "sample_token", "sample"),
+    ForeignKey("sample_annotation", "instance_token", "instance"),
+    ForeignKey("sample_annotation", "visibility_token", "visibility", optional=True),
+    ForeignKey("sample_annotation", "attribute_tokens", "attribute", many=True),
+    ForeignKey("sample_annotation", "prev", "sample_annotation", optional=True),
+    ForeignKey("sample_annotation", "next", "sample_annotation", optional=True),
+    ForeignKey("instance", "category_token", "category"),
+    ForeignKey("instance", "first_annotation_token", "sample_annotation"),
+    ForeignKey("instance", "last_annotation_token", "sample_annotation"),
+    ForeignKey("scene", "log_token", "log"),
+    ForeignKey("scene", "first_sample_token", "sample"),
+    ForeignKey("scene", "last_sample_token", "sample"),
+)
+"""The references between nuScenes tables that readers (the devkit, create-infos) follow."""
+
+_READ_ORDER = ("sensor", "calibrated_sensor", "attribute", "category", "visibility", "log", "map", "scene", "sample",
+               "ego_pose", "sample_annotation", "instance", "sample_data")
+"""Referenced tables first, so that most references are looked up as they are read instead of
+collected; sample_data last (its files are sorted by channel, from sensor and calibrated_sensor)."""
+
+_OTHER_FIELDS = {"map": ("filename", "log_tokens"), "scene": ("name",), "sensor": ("channel",),
+                 "sample_data": ("is_key_frame", "filename")}
+"""Fields the checks read besides tokens and foreign keys."""
+
+
+def _reference_type(name: str) -> type:
+    """A record type of table `name` with only the fields the checks read (token, foreign keys, ...).
+
+    Decoding skips the other fields (poses, sizes, ...), which is most of the work on trainval;
+    their values are create-infos' to validate.
+    """
+    wanted = {"token", *(fk.field for fk in FOREIGN_KEYS if fk.table == name), *_OTHER_FIELDS.get(name, ())}
+    fields = [(f.name, f.type) for f in msgspec.structs.fields(TABLE_TYPES[name]) if f.name in wanted]
+    return msgspec.defstruct(f"{TABLE_TYPES[name].__name__}References", fields, gc=False)
+
+
+_REFERENCE_TYPES = {name: _reference_type(name) for name in TABLE_TYPES}
+
+
+@dataclass
+class VersionIndex:
+    """What the later checks need from one version's tables; the records themselves are not kept.
+
+    Tables are read one at a time and reduced to token sets, so a trainval check holds one table
+    at a time (the largest, sample_data, is 2.6M records) plus sets of tokens.
+    """
+
+    tokens: Dict[str, Set[str]] = field(default_factory=dict)
+    """Table -> the tokens of its records."""
+    unresolved: Dict[ForeignKey, Set[str]] = field(default_factory=dict)
+    """Foreign key -> the tokens its records name that were not found when the table was read
+    (all of them when the target table came later)."""
+    mapped_logs: Set[str] = field(default_factory=set)
+    """Logs named by some map.log_tokens."""
+    map_files: List[str] = field(default_factory=list)
+    scene_names: Dict[str, str] = field(default_factory=dict)
+    """Scene token -> scene name."""
+    sample_scenes: List[Tuple[str, str]] = field(default_factory=list)
+    """(sample token, scene token) in table order."""
+    channel_of_sensor: Dict[str, str] = field(default_factory=dict)
+    channel_of_calibration: Dict[str, str] = field(default_factory=dict)
+    files: Dict[str, List[str]] = field(default_factory=lambda: {"needed": [], "other": [], "sweeps": []})
+    """'needed' (LiDAR/camera keyframes), 'other' (other keyframes), 'sweeps' -> sample_data filenames."""
+
+
+def _read_version(root: Path, version: str, config: DatasetConfig, keep_files: bool,
+                  reporter: Reporter) -> Tuple[Optional[VersionIndex], List[Finding]]:
+    """Parse the 13 tables of one version into a VersionIndex (with sample_data file names when
+    `keep_files`); None unless all of them parse."""
+    item = (str(root), version)
+    index = VersionIndex()
+    findings = []
+    for name in reporter.progress(_READ_ORDER, desc=f"{version} tables", unit="table"):
+        path = root / version / f"{name}.json"
+        if not path.is_file():
+            findings.append(Finding(item + (path.name,), "error", "missing",
+                                    f"{version}/ is incomplete: extract {_meta_archive(version)} again"))
+            continue
+        try:
+            records = read_json(path, List[_REFERENCE_TYPES[name]])
+        except OccprepError as exc:
+            findings.append(Finding(item + (path.name,), "error", f"does not parse: {exc}",
+                                    f"the file is damaged: extract {_meta_archive(version)} again"))
+            continue
+        findings.append(Finding(item + (path.name,), "ok", f"{len(records):,} records"))
+        _add_table(index, name, records, config, keep_files)
+    findings.sort(key=lambda f: f.item)
+    return (index if len(index.tokens) == len(TABLE_TYPES) else None), findings
+
+
+def _add_table(index: VersionIndex, name: str, records: list, config: DatasetConfig, keep_files: bool) -> None:
+    index.tokens[name] = {r.token for r in records}
+    for fk in FOREIGN_KEYS:
+        if fk.table == name:
+            index.unresolved[fk] = _unresolved(records, fk, index.tokens.get(fk.target))
+    if name == "map":
+        index.mapped_logs = {t for m in records for t in m.log_tokens}
+        index.map_files = [m.filename for m in records]
+    elif name == "scene":
+        index.scene_names = {s.token: s.name for s in records}
+    elif name == "sample":
+        index.sample_scenes = [(s.token, s.scene_token) for s in records]
+    elif name == "sensor":
+        index.channel_of_sensor = {s.token: s.channel for s in records}
+    elif name == "calibrated_sensor":
+        index.channel_of_calibration = {c.token: index.channel_of_sensor.get(c.sensor_token, "") for c in records}
+    elif name == "sample_data" and keep_files:
+        needed_channels = {config.lidar_channel, *config.camera_channels}
+        needed_calibrations = {c for c, ch in index.channel_of_calibration.items() if ch in needed_channels}
+        for sd in records:
+            group = ("needed" if sd.calibrated_sensor_token in needed_calibrations else "other") \
+                if sd.is_key_frame else "sweeps"
+            index.files[group].append(sd.filename)
+
+
+def _unresolved(records: list, fk: ForeignKey, targets: Optional[Set[str]]) -> Set[str]:
+    """The tokens `fk` names in `records` that are not in `targets` (all of them when None)."""
+    if fk.many:
+        values = (t for r in records for t in getattr(r, fk.field))
+    else:
+        values = map(attrgetter(fk.field), records)
+    tokens = set(values) if targets is None else {t for t in values if t not in targets}
+    if fk.optional:
+        tokens.discard("")
+    return tokens
+
+
+def _check_foreign_keys(item: Tuple[str, ...], index: VersionIndex) -> List[Finding]:
+    """Every foreign key resolves, and every log has a map (the devkit indexes log -> map)."""
+    problems = []
+    for fk in FOREIGN_KEYS:
+        dangling = index.unresolved[fk] - index.tokens[fk.target]
+        if dangling:
+            problems.append(f"{fk.table}.{fk.field}: {len(dangling):,} token(s) not in {fk.target}.json "
+                            f"(e.g. {min(dangling)})")
+    unmapped = index.tokens["log"] - index.mapped_logs
+    if unmapped:
+        problems.append(f"log: {len(unmapped):,} log(s) in no map.log_tokens (e.g. {min(unmapped)})")
+    item = item + ("foreign keys",)
+    if problems:
+        fix = ("the tables do not belong together: take all 13 from one archive of one version "
+               "(mixed versions or a partial extraction cause this)")
+        return [Finding(item, "error", p, fix) for p in problems]
+    return [Finding(item, "ok", f"all {len(FOREIGN_KEYS) + 1} references resolve")]
+
+
+def _check_maps(root: Path, item: Tuple[str, ...], map_files: List[str]) -> List[Finding]:
+    missing = sorted(name for name in map_files if not (root / name).is_file())
+    if missing:
+        return [Finding(item, "error", f"{len(missing)} of {len(map_files)} map files missing (e.g. {missing[0]})",
+                        "maps/ comes from the metadata archive: extract it into the --root-path folder")]
+    return [Finding(item, "ok", f"{len(map_files)} map files present")]
+
+
+# ----------------------------------------------------------------------------- blobs
+
+
+def _check_blobs(request: CheckRequest, root: Tuple[str, ...], version: str, files: Dict[str, List[str]],
+                 reporter: Reporter) -> List[Finding]:
+    """Keyframe files (samples/) and, with --sweeps, the others (sweeps/): one directory listing per folder.
+
+    Missing LiDAR/camera keyframes are errors (create-infos leaves their scenes out); the other
+    keyframes (radar) and sweeps are warnings.
+    """
+    kinds = ["samples"] + (["sweeps"] if request.sweeps else [])
+    if not request.blobs:
+        return [Finding(root + (kind,), "skip", f"{version}: not checked (--no-blobs)") for kind in kinds]
+    groups = [("samples", "needed", "error", "LiDAR/camera keyframe"), ("samples", "other", "warn", "other keyframe"),
+              ("sweeps", "sweeps", "warn", "sweep")]
+    return [_blob_finding(request, root + (kind,), version, files[group], severity, what, reporter)
+            for kind, group, severity, what in groups if kind in kinds and files[group]]
+
+
+def _blob_finding(request: CheckRequest, item: Tuple[str, ...], version: str, filenames: List[str],
+                  severity: str, what: str, reporter: Reporter) -> Finding:
+    absent = missing_files(request.root_path, filenames, reporter)
+    missing = Counter(os.path.dirname(name) for name, gone in zip(filenames, absent) if gone)
+    if not missing:
+        return Finding(item, "ok", f"{version}: all {len(filenames):,} {what} files present")
+    folders = ", ".join(f"{d} ({n:,})" for d, n in missing.most_common(3))
+    return Finding(item, severity, f"{version}: {sum(missing.values()):,} of {len(filenames):,} {what} files "
+                   f"missing: {folders}",
+                   f"{item[-1]}/ comes from the blob archives ({_blob_archives(version)}), not the metadata archive: "
+                   f"extract all of them into {request.root_path}; one part missing leaves whole scenes out")
+
+
+# ----------------------------------------------------------------------------- CAN bus
+
+
+def _check_canbus(canbus: Path, root_path: Path, scenes: List[Tuple[str, str]], config: DatasetConfig,
+                  test_scenes: Sequence[str]) -> List[Finding]:
+    """Which scenes have `can_bus/{scene}_pose.json`; blacklisted and test scenes are expected to lack it."""
+    folder = canbus / "can_bus"
+    item = (str(folder),)
+    if not folder.is_dir():
+        return [Finding(item, "error", "not found", _canbus_fix(canbus, root_path))]
+    present = {p.name[: -len("_pose.json")] for p in folder.glob("*_pose.json")}
+    if not present and any((folder / "can_bus").glob("*_pose.json")):
+        return [Finding(item, "error", "no *_pose.json here, but can_bus/can_bus/ holds them",
+                        f"--canbus must name the folder that contains can_bus/: use --canbus {folder}")]
+    test_scenes = set(test_scenes)
+    blacklist = set(config.can_bus_blacklist)
+    covered, expected_gaps, missing = [], [], []
+    for version, name in sorted(set(scenes), key=lambda vs: vs[1]):
+        match = _SCENE_NUMBER.match(name)
+        if name in present:
+            covered.append(name)
+        elif version == "v1.0-test" or name in test_scenes or (match and int(match.group(1)) in blacklist):
+            expected_gaps.append(name)
+        else:
+            missing.append(name)
+    if not scenes:
+        return [Finding(item, "ok", f"{len(present):,} scenes with CAN bus (no tables to match them with)")]
+    summary = f"{len(covered):,} of {len(scenes):,} scenes have CAN bus"
+    if expected_gaps:
+        summary += (f"; {len(expected_gaps):,} without it as expected (devkit blacklist / test scenes; "
+                    "create-infos writes zeros and names them)")
+    if missing:
+        return [Finding(item, "error", f"{summary}; {len(missing):,} missing: {_some(missing)}",
+                        f"unzip the CAN bus expansion (can_bus.zip) into {canbus} so that {folder} holds "
+                        "{scene}_pose.json for every scene")]
+    return [Finding(item, "ok", summary)]
+
+
+def _canbus_fix(canbus: Path, root_path: Path) -> str:
+    rule = "--canbus must name the folder that contains can_bus/"
+    if canbus.name == "can_bus" and any(canbus.glob("*_pose.json")):
+        return f"{rule}: use --canbus {canbus.parent}"
+    for candidate in (root_path, root_path.parent):
+        if (candidate / "can_bus").is_dir():
+            return f"{rule}: use --canbus {candidate}"
+    return f"{rule}; download the CAN bus expansion (can_bus.zip) and unzip it there"
+
+
+def _some(names: Sequence[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n:,} more" if len(names) > n else "")
+
+
+# ----------------------------------------------------------------------------- occupancy
+
+
+def _check_occupancy(request: CheckRequest, samples_by_scene: Dict[str, List[str]],
+                     scenes: List[Tuple[str, str]], scene_lists: Dict[str, List[str]]) -> List[Finding]:
+    """Occupancy GT coverage per split: OpenOcc v1 `occ_gt_{split}.json` or an Occ3D `gts/` tree."""
+    candidates = ([request.occ_root] if request.occ_root else
+                  [request.root_path.parent / "occ_gt_release_v1_0", request.root_path, request.root_path.parent])
+    found = [c for c in candidates if _is_openocc_root(c) or (c / "gts").is_dir()]
+    if not found:
+        if request.occ_root:
+            return [Finding((str(request.occ_root),), "error", "no occupancy ground truth here",
+                            "--occ-root must name occ_gt_release_v1_0/ (OpenOcc v1, holding occ_gt_{split}.json) "
+                            "or the folder that holds gts/ (Occ3D)")]
+        return [Finding(("occupancy",), "skip", f"none found in {', '.join(str(c) for c in candidates)} "
+                        "(pass --occ-root); only merge-occ needs it")]
+    in_tree = {name for _, name in scenes}
+    findings = []
+    for occ_root in found:
+        occ3d = None if _is_openocc_root(occ_root) else scan_occ3d_tree(str(occ_root))
+        for split in _occupancy_splits(scenes, scene_lists):
+            wanted = {t for s in scene_lists[split] if s in in_tree for t in samples_by_scene.get(s, ())}
+            if occ3d is None:
+                findings.append(_openocc_coverage(occ_root, split, wanted))
+            else:
+                present = {t for t in wanted & set(occ3d.samples)
+                           if (occ_root / occ3d.samples[t].paths["occ_gt_path"]).is_file()}
+                findings.append(_coverage((str(occ_root / "gts"), split), wanted, present, "Occ3D labels.npz"))
+    return findings
+
+
+def _is_openocc_root(folder: Path) -> bool:
+    return folder.is_dir() and (folder.name == "occ_gt_release_v1_0" or any(folder.glob("occ_gt_*.json")))
+
+
+def _occupancy_splits(scenes: List[Tuple[str, str]], scene_lists: Dict[str, List[str]]) -> List[str]:
+    """The splits whose scenes are in the tree (test has no occupancy GT)."""
+    names = {name for _, name in scenes}
+    order = ("mini_train", "mini_val") if {v for v, _ in scenes} == {"v1.0-mini"} else ("train", "val")
+    return [s for s in order if names & set(scene_lists[s])]
+
+
+def _openocc_coverage(occ_root: Path, split: str, wanted: Set[str]) -> Finding:
+    """OpenOcc v1 publishes trainval indexes only; mini splits are covered by the trainval ones."""
+    index_split = {"mini_train": "train", "mini_val": "val"}.get(split, split)
+    path = openocc_index_path(occ_root, index_split)
+    item = (str(occ_root), path.name if index_split == split else f"{path.name} ({split})")
+    if not path.is_file():
+        return Finding(item, "warn", "index missing",
+                       f"OpenOcc v1 ships {path.name} in occ_gt_release_v1_0/: extract it into {occ_root}")
+    try:
+        indexed = set(read_openocc_index(path).samples)
+    except OccprepError as exc:
+        return Finding(item, "warn", f"does not parse: {exc}", "download the index again")
+    return _coverage(item, wanted, indexed, "OpenOcc v1 index")
+
+
+def _coverage(item: Tuple[str, ...], wanted: Set[str], present: Set[str], name: str) -> Finding:
+    covered = len(wanted & present)
+    message = f"{name}: {covered:,} of {len(wanted):,} samples have ground truth"
+    if covered == len(wanted):
+        return Finding(item, "ok", message)
+    return Finding(item, "warn", message + f" ({len(wanted) - covered:,} without: merge-occ will name them)",
+                   "extract every part of the occupancy release; OpenOcc v1/Occ3D cover trainval only "
+                   "(for v1.0-mini the trainval labels cover the mini tokens)")
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def render_tree(findings: Sequence[Finding], problems_only: bool = False) -> List[str]:
+    """The findings as an indented tree, a mark per line; fixes on the line below a problem."""
+    shown = [f for f in findings if f.status in ("warn", "error")] if problems_only else list(findings)
+    children: Dict[Tuple[str, ...], List[Tuple[str, ...]]] = defaultdict(list)
+    own: Dict[Tuple[str, ...], List[Finding]] = defaultdict(list)
+    below: Dict[Tuple[str, ...], List[Finding]] = defaultdict(list)
+    for f in shown:
+        own[f.item].append(f)
+        for depth in range(1, len(f.item) + 1):
+            node = f.item[:depth]
+            below[node].append(f)
+            if node not in children[node[:-1]]:
+                children[node[:-1]].append(node)
+    lines: List[str] = []
+
+    def emit(node: Tuple[str, ...], depth: int) -> None:
+        indent = "  " * depth
+        label = node[-1]
+        if not own[node]:
+            lines.append(f"{_MARKS[_folded(below[node])]} {indent}{label}")
+        for f in own[node]:
+            lines.append(f"{_MARKS[f.status]} {indent}{label}: {f.message}")
+            if f.fix and f.status in ("warn", "error"):
+                lines.append(f"{' ' * 8}{indent}  fix: {f.fix}")
+        for child in children[node]:
+            emit(child, depth + 1)
+
+    for top in children[()]:
+        emit(top, 0)
+    return lines
+
+
+def _folded(findings: Sequence[Finding]) -> str:
+    """A parent's mark: its worst problem; a skipped child does not hide the others' ok."""
+    status = worst(findings)
+    return "ok" if status == "skip" and any(f.status == "ok" for f in findings) else status
+
+
+def summarize(findings: Sequence[Finding]) -> Dict[str, int]:
+    """Number of findings per status."""
+    return {status: sum(f.status == status for f in findings) for status in STATUSES}

@@ -1,0 +1,263 @@
+"""`occprep inspect`: what an info pickle holds, and what each consumer would miss in it.
+
+Works on any info pickle: occprep's, the reference scripts', mmdet3d 1.x `data_list` pickles, or
+one downloaded from a link (loaded with the safe `load_pickle`). Consumers' key lists are data:
+`configs/consumers.json`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import msgspec
+import numpy as np
+
+from occprep.config import config_dir
+from occprep.errors import OccprepError
+from occprep.fileio import read_json
+from occprep.pickles import load_pickle
+
+OCC_KEYS = ("occ_gt_path", "flow_gt_path", "occ_invalid_path", "occ_path")
+"""Info keys naming occupancy/flow ground truth (OpenOcc v1, Occ3D, BEVDet/FlashOcc)."""
+
+LEGACY = "legacy (infos/metadata, mmdet3d < 1.0)"
+V1X = "mmdet3d 1.x (data_list/metainfo)"
+
+
+class Consumer(msgspec.Struct, frozen=True):
+    """A training code base and the info keys it reads."""
+
+    name: str
+    reads: str
+    """Pickle generation it reads: 'legacy' or 'v1.x'."""
+    info_keys: Tuple[str, ...]
+    cam_keys: Tuple[str, ...]
+    """Keys it reads from each entry of `info['cams']`."""
+    note: str = ""
+
+
+class _Consumers(msgspec.Struct):
+    consumers: Tuple[Consumer, ...]
+
+
+def consumers(path: Optional[Path] = None) -> Tuple[Consumer, ...]:
+    """The consumers of `path` (default: the bundled configs/consumers.json)."""
+    return read_json(path or config_dir() / "consumers.json", _Consumers).consumers
+
+
+class ConsumerFit(msgspec.Struct, frozen=True):
+    """Which keys a consumer reads that the pickle lacks (in at least one info)."""
+
+    name: str
+    missing_info_keys: Tuple[str, ...]
+    missing_cam_keys: Tuple[str, ...]
+    wrong_generation: bool
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing_info_keys or self.missing_cam_keys or self.wrong_generation)
+
+
+class PathRoot(msgspec.Struct, frozen=True):
+    """Where the paths under one key point: their common prefix and how many exist from the cwd."""
+
+    key: str
+    count: int
+    root: str
+    """Longest common directory prefix of the paths, as written in the pickle."""
+    checked: int
+    """How many paths were checked (all, or an evenly spaced sample)."""
+    found: int
+    """How many of the checked paths exist, resolved against the current directory."""
+    better_base: Optional[str] = None
+    """When fewer exist from the cwd: the pickle's folder or parent that more of them resolve from."""
+    found_from_better_base: int = 0
+
+
+class InfoReport(msgspec.Struct):
+    """What `occprep inspect` finds in one info pickle."""
+
+    path: str
+    generation: str
+    version: Optional[str]
+    samples: int
+    scenes: Optional[int]
+    """Distinct scene tokens (None when infos carry no scene_token)."""
+    samples_per_scene: Dict[str, float]
+    """min / max / mean samples per scene."""
+    keys: Dict[str, int]
+    """Info key -> number of infos that have it."""
+    cam_keys: Dict[str, int]
+    """Camera-entry key -> number of camera entries that have it."""
+    consumers: List[ConsumerFit]
+    classes: Dict[str, int]
+    """Class name -> number of boxes (gt_names, or the 1.x instance labels)."""
+    zero_can_bus: int
+    """Infos whose can_bus is missing or all zeros."""
+    zero_can_bus_scenes: List[str]
+    without_occupancy: int
+    """Infos with none of OCC_KEYS."""
+    paths: List[PathRoot]
+    paths_checked: str
+    """'all' or 'sample of N per key'."""
+
+
+def inspect_pickle(path: Path, all_paths: bool = False, sample_size: int = 200,
+                   consumer_list: Optional[Sequence[Consumer]] = None) -> InfoReport:
+    """Load `path` safely and describe it; `all_paths` checks every path instead of a sample."""
+    data = load_pickle(path)
+    generation, infos, version = unwrap_infos(path, data)
+    if generation == V1X:
+        infos = [_flatten_v1x(info, data.get("metainfo", {})) for info in infos]
+    keys = Counter(k for info in infos for k in info)
+    cams = [cam for info in infos for cam in _cams(info).values()]
+    cam_keys = Counter(k for cam in cams for k in cam)
+    scene_counts = Counter(info["scene_token"] for info in infos if "scene_token" in info)
+    per_scene = list(scene_counts.values())
+    zero = [info for info in infos if not _has_can_bus(info)]
+    return InfoReport(
+        path=str(path), generation=generation, version=version, samples=len(infos),
+        scenes=len(scene_counts) if scene_counts else None,
+        samples_per_scene=({"min": min(per_scene), "max": max(per_scene),
+                            "mean": round(float(np.mean(per_scene)), 2)} if per_scene else {}),
+        keys=dict(sorted(keys.items())), cam_keys=dict(sorted(cam_keys.items())),
+        consumers=[_fit(c, generation, infos, keys, cam_keys, len(cams)) for c in (consumer_list or consumers())],
+        classes=dict(sorted(Counter(str(n) for info in infos for n in info.get("gt_names", ())).items(),
+                            key=lambda kv: (-kv[1], kv[0]))),
+        zero_can_bus=len(zero),
+        zero_can_bus_scenes=sorted({str(i.get("scene_name", i.get("scene_token", "?"))) for i in zero}),
+        without_occupancy=sum(not any(k in info for k in OCC_KEYS) for info in infos),
+        paths=_path_roots(infos, None if all_paths else sample_size, path),
+        paths_checked="all" if all_paths else f"sample of up to {sample_size} per key",
+    )
+
+
+def unwrap_infos(path: Path, data: object) -> Tuple[str, list, Optional[str]]:
+    """(generation, list of infos, version) of a loaded info pickle (LEGACY or V1X)."""
+    if isinstance(data, dict) and isinstance(data.get("infos"), list):
+        return LEGACY, data["infos"], (data.get("metadata") or {}).get("version")
+    if isinstance(data, dict) and isinstance(data.get("data_list"), list):
+        return V1X, data["data_list"], (data.get("metainfo") or {}).get("version")
+    shape = f"a dict with keys {sorted(map(str, data))[:8]}" if isinstance(data, dict) else type(data).__name__
+    raise OccprepError(f"{path}: not an info pickle (expected a dict with 'infos' or 'data_list', found {shape})")
+
+
+def _flatten_v1x(info: dict, metainfo: dict) -> dict:
+    """A 1.x data_list entry with its lidar path, cameras and box names where legacy infos keep them."""
+    flat = dict(info)
+    if isinstance(info.get("lidar_points"), dict) and "lidar_path" in info["lidar_points"]:
+        flat["lidar_path"] = info["lidar_points"]["lidar_path"]
+    if isinstance(info.get("images"), dict):
+        flat["cams"] = {name: {"data_path": cam.get("img_path"), **cam} for name, cam in info["images"].items()}
+    names = {v: k for k, v in (metainfo.get("categories") or {}).items()}
+    if isinstance(info.get("instances"), list):
+        flat["gt_names"] = [names.get(inst.get("bbox_label_3d"), str(inst.get("bbox_label_3d")))
+                            for inst in info["instances"]]
+    return flat
+
+
+def _cams(info: dict) -> Dict[str, dict]:
+    cams = info.get("cams")
+    return {k: v for k, v in cams.items() if isinstance(v, dict)} if isinstance(cams, dict) else {}
+
+
+def _has_can_bus(info: dict) -> bool:
+    can_bus = info.get("can_bus")
+    return can_bus is not None and bool(np.any(np.asarray(can_bus, dtype=float) != 0))
+
+
+def _fit(consumer: Consumer, generation: str, infos: list, keys: Counter, cam_keys: Counter,
+         n_cams: int) -> ConsumerFit:
+    return ConsumerFit(
+        name=consumer.name,
+        missing_info_keys=tuple(k for k in consumer.info_keys if keys[k] < len(infos)),
+        missing_cam_keys=tuple(k for k in consumer.cam_keys if cam_keys[k] < n_cams or not n_cams),
+        wrong_generation=(consumer.reads == "legacy") != (generation == LEGACY),
+    )
+
+
+def _paths_by_key(infos: list) -> Dict[str, List[str]]:
+    """Path strings per key family: lidar_path, cams.data_path, sweeps.data_path and the occupancy keys."""
+    paths: Dict[str, List[str]] = {}
+    for info in infos:
+        for key in ("lidar_path",) + OCC_KEYS:
+            if isinstance(info.get(key), str):
+                paths.setdefault(key, []).append(info[key])
+        for cam in _cams(info).values():
+            if isinstance(cam.get("data_path"), str):
+                paths.setdefault("cams.data_path", []).append(cam["data_path"])
+        for sweep in info.get("sweeps") or ():
+            if isinstance(sweep, dict) and isinstance(sweep.get("data_path"), str):
+                paths.setdefault("sweeps.data_path", []).append(sweep["data_path"])
+    return paths
+
+
+def _path_roots(infos: list, sample_size: Optional[int], pickle_path: Path) -> List[PathRoot]:
+    roots = []
+    folder = Path(os.path.abspath(pickle_path)).parent
+    for key, paths in _paths_by_key(infos).items():
+        if sample_size is None or len(paths) <= sample_size:
+            checked = paths
+        else:
+            checked = [paths[i] for i in np.linspace(0, len(paths) - 1, sample_size).round().astype(int)]
+        prefix = os.path.commonprefix(paths)
+        found = sum(os.path.exists(p) for p in checked)
+        base, found_there = _better_base(checked, found, (folder, *folder.parents))
+        roots.append(PathRoot(key=key, count=len(paths), root=prefix[: prefix.rfind("/") + 1], checked=len(checked),
+                              found=found, better_base=base, found_from_better_base=found_there))
+    return roots
+
+
+def _better_base(paths: List[str], found: int, bases: Sequence[Path]) -> Tuple[Optional[str], int]:
+    """The first of `bases` from which more relative `paths` exist than from the cwd (`found`)."""
+    if found == len(paths) or all(os.path.isabs(p) for p in paths):
+        return None, 0
+    for base in bases:
+        there = sum(os.path.exists(os.path.join(base, p)) for p in paths)
+        if there > found:
+            return str(base), there
+    return None, 0
+
+
+def render_report(report: InfoReport) -> List[str]:
+    """The report as the lines `occprep inspect` prints."""
+    lines = [f"{report.path}",
+             f"  format      {report.generation}",
+             f"  version     {report.version or '(none)'}",
+             f"  samples     {report.samples:,}"]
+    if report.scenes is not None:
+        s = report.samples_per_scene
+        lines.append(f"  scenes      {report.scenes:,} ({s['min']:g}-{s['max']:g} samples each, mean {s['mean']:g})")
+    lines.append(f"  info keys   {', '.join(f'{k}' + ('' if n == report.samples else f' ({n:,})') for k, n in report.keys.items())}")
+    if report.cam_keys:
+        lines.append(f"  camera keys {', '.join(report.cam_keys)}")
+    lines.append("  consumers")
+    for fit in report.consumers:
+        if fit.ok:
+            lines.append(f"    [ok]   {fit.name}")
+            continue
+        missing = [*fit.missing_info_keys, *(f"cams.{k}" for k in fit.missing_cam_keys)]
+        what = "reads the other pickle generation" if fit.wrong_generation else ""
+        if missing:
+            what += ("; " if what else "") + "missing " + ", ".join(missing)
+        lines.append(f"    [miss] {fit.name}: {what}")
+    if report.classes:
+        lines.append("  classes     " + ", ".join(f"{k} {n:,}" for k, n in report.classes.items()))
+    else:
+        lines.append("  classes     (no boxes)")
+    lines.append(f"  can_bus     {report.zero_can_bus:,} sample(s) with zero or no CAN bus"
+                 + (f": {', '.join(report.zero_can_bus_scenes[:10])}"
+                    + (" ..." if len(report.zero_can_bus_scenes) > 10 else "") if report.zero_can_bus else ""))
+    lines.append(f"  occupancy   {report.without_occupancy:,} sample(s) without occupancy paths "
+                 f"({', '.join(OCC_KEYS)})")
+    lines.append(f"  paths       (exist from {os.getcwd()}; {report.paths_checked})")
+    for root in report.paths:
+        lines.append(f"    {root.key:<18} {root.count:>8,} under {root.root or '(no common prefix)'}: "
+                     f"{root.found:,} of {root.checked:,} checked exist")
+        if root.better_base:
+            lines.append(f"    {'':<18} {'':>8}  relative to {root.better_base}: {root.found_from_better_base:,} "
+                         f"of {root.checked:,} exist")
+    return lines

@@ -1,0 +1,248 @@
+"""`occprep show`: one picture of one info: the bird's-eye view people check a sample with.
+
+Left: the LiDAR frame seen from above (x right, y forward for nuScenes' LIDAR_TOP), with the ego
+outline, the annotated boxes (oriented, coloured by class, velocity arrows) and the camera frusta.
+Right, when the info names occupancy ground truth: its labels projected to the ground plane (the
+top-most non-free label of each column) with a class legend.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from occprep.config import OccupancyFormat, occupancy_format
+from occprep.errors import OccprepError
+from occprep.fileio import atomic_write
+from occprep.geometry import apply_inverse, rotation_matrices
+from occprep.occupancy import PathLocator
+
+DPI = 100
+SIZE_ONE_PANEL = (8.0, 7.5)
+"""Figure size without occupancy, inches (800 x 750 px at DPI)."""
+SIZE_TWO_PANELS = (16.0, 7.5)
+"""Figure size with the occupancy panel, inches (1600 x 750 px at DPI)."""
+
+BEV_RANGE = 50.0
+"""Half-width of the bird's-eye view, m."""
+FRUSTUM_DEPTH = 30.0
+"""How far the camera frusta are drawn, m along the optical axis."""
+EGO_OUTLINE = np.array([[-0.8, -0.87, 0.0], [3.28, -0.87, 0.0], [3.28, 0.87, 0.0], [-0.8, 0.87, 0.0]])
+"""Approximate nuScenes car footprint (4.08 m x 1.73 m) in the ego frame (x forward, origin at the rear axle), m."""
+
+CLASS_COLOURS: Dict[str, str] = {
+    "car": "#ff9e00", "truck": "#ff6347", "trailer": "#ffc0a0", "bus": "#ffd700",
+    "construction_vehicle": "#e9967a", "bicycle": "#dc143c", "motorcycle": "#ff3d7f", "pedestrian": "#0064ff",
+    "traffic_cone": "#2f4f4f", "barrier": "#708090", "driveable_surface": "#b4b4b4", "other_flat": "#af4b4b",
+    "sidewalk": "#4b004b", "terrain": "#70b450", "manmade": "#a0643c", "vegetation": "#00af00", "others": "#000000",
+}
+"""Colour per class name (detection names and occupancy classes share names); others are grey."""
+OTHER_COLOUR = "#9a9a9a"
+
+
+@dataclass(frozen=True)
+class Frustum:
+    """A camera's horizontal field of view in the LiDAR frame: apex and the two far corners, m."""
+
+    channel: str
+    apex: np.ndarray
+    """(2,) camera centre, x and y."""
+    corners: np.ndarray
+    """(2, 2) left and right image-edge points at FRUSTUM_DEPTH, x and y."""
+
+
+@dataclass(frozen=True)
+class TopView:
+    """Occupancy labels seen from above: the top-most non-free label of each column."""
+
+    labels: np.ndarray
+    """(X, Y) label ids, `fmt.free_label` where the column is empty; index [x, y]."""
+    fmt: OccupancyFormat
+    source: Path
+
+
+def select_info(infos: Sequence[dict], token: Optional[str], index: Optional[int], path: Path) -> dict:
+    """The info with sample `token`, or at position `index` (exactly one of them)."""
+    if (token is None) == (index is None):
+        raise OccprepError("give exactly one of --token T or --index I")
+    if token is not None:
+        found = next((info for info in infos if info.get("token") == token), None)
+        if found is None:
+            raise OccprepError(f"{path}: no info with token {token}; `occprep inspect {path}` lists what it holds")
+        return found
+    if not -len(infos) <= index < len(infos):
+        raise OccprepError(f"--index {index}: {path} holds {len(infos)} infos (0 to {len(infos) - 1})")
+    return infos[index]
+
+
+def box_corners(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4, 2) footprint corners of legacy `gt_boxes` [x, y, z, w, l, h, -yaw - pi/2], LiDAR frame, m."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
+    heading = -boxes[:, 6] - np.pi / 2
+    half_l, half_w = boxes[:, 4] / 2, boxes[:, 3] / 2
+    along = np.stack([np.cos(heading), np.sin(heading)], -1)
+    across = np.stack([-np.sin(heading), np.cos(heading)], -1)
+    signs = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]], dtype=np.float64)
+    offsets = (signs[None, :, :1] * (half_l[:, None, None] * along[:, None, :])
+               + signs[None, :, 1:] * (half_w[:, None, None] * across[:, None, :]))
+    return boxes[:, None, :2] + offsets
+
+
+def frustum(channel: str, cam: dict) -> Frustum:
+    """The camera's field of view from `sensor2lidar_rotation/translation` and `cam_intrinsic`.
+
+    The image width is taken as twice the principal point's u (true for nuScenes' cameras).
+    """
+    lidar_from_camera = np.asarray(cam["sensor2lidar_rotation"], dtype=np.float64)
+    camera_in_lidar = np.asarray(cam["sensor2lidar_translation"], dtype=np.float64)
+    intrinsic = np.asarray(cam["cam_intrinsic"], dtype=np.float64)
+    width, v_centre = 2 * intrinsic[0, 2], intrinsic[1, 2]
+    pixels = np.array([[0.0, v_centre, 1.0], [width, v_centre, 1.0]])
+    rays_camera = pixels @ np.linalg.inv(intrinsic).T * FRUSTUM_DEPTH
+    corners_lidar = rays_camera @ lidar_from_camera.T + camera_in_lidar
+    return Frustum(channel, camera_in_lidar[:2], corners_lidar[:, :2])
+
+
+def ego_outline(info: dict) -> np.ndarray:
+    """(4, 2) EGO_OUTLINE in the LiDAR frame via the inverse of lidar2ego, m."""
+    if "lidar2ego_rotation" not in info or "lidar2ego_translation" not in info:
+        return EGO_OUTLINE[:, :2]
+    ego_from_lidar = rotation_matrices(np.asarray(info["lidar2ego_rotation"]))
+    lidar_in_ego = np.asarray(info["lidar2ego_translation"], dtype=np.float64)
+    return apply_inverse(ego_from_lidar, EGO_OUTLINE - lidar_in_ego)[:, :2]
+
+
+def top_labels(dense: np.ndarray, free_label: int) -> np.ndarray:
+    """(X, Y) top-most non-free label of each column of a dense (X, Y, Z) grid; free where empty."""
+    occupied = dense != free_label
+    top = dense.shape[2] - 1 - np.argmax(occupied[:, :, ::-1], axis=2)
+    labels = np.take_along_axis(dense, top[:, :, None], axis=2)[:, :, 0]
+    return np.where(occupied.any(axis=2), labels, free_label)
+
+
+def dense_openocc(sparse: np.ndarray, fmt: OccupancyFormat) -> np.ndarray:
+    """(X, Y, Z) grid of an OpenOcc v1 sparse (N, 2) [flat index, class] array (x fastest)."""
+    nx, ny, nz = fmt.grid
+    flat = np.full(nx * ny * nz, fmt.free_label, dtype=np.int64)
+    flat[sparse[:, 0].astype(np.int64)] = sparse[:, 1]
+    return flat.reshape(nz, ny, nx).transpose(2, 1, 0)
+
+
+def load_top_view(info: dict, locator: PathLocator) -> Optional[TopView]:
+    """The occupancy the info names (OpenOcc v1 `.npy`, Occ3D `labels.npz` / `occ_path` dir), or None."""
+    candidates = [info[k] for k in ("occ_gt_path", "occ_path") if isinstance(info.get(k), str)]
+    if not candidates:
+        return None
+    for text in candidates:
+        found = locator.locate(text)
+        if found is not None and Path(found).is_dir():
+            found = locator.locate(str(Path(text) / "labels.npz"))
+        if found is None:
+            continue
+        path = Path(found)
+        try:
+            if path.suffix == ".npy":
+                fmt = occupancy_format("openocc-v1")
+                return TopView(top_labels(dense_openocc(np.load(path, allow_pickle=False), fmt), fmt.free_label),
+                               fmt, path)
+            fmt = occupancy_format("occ3d")
+            with np.load(path, allow_pickle=False) as npz:
+                return TopView(top_labels(npz["semantics"], fmt.free_label), fmt, path)
+        except (OSError, ValueError, KeyError, IndexError) as exc:
+            raise OccprepError(f"{path}: not a readable occupancy file ({type(exc).__name__}: {exc})") from None
+    raise OccprepError(f"occupancy file(s) {', '.join(candidates)} not found ({locator.describe()}); "
+                       "pass --data-root DIR (the folder the paths are relative to) or --no-occupancy")
+
+
+def render(info: dict, top_view: Optional[TopView], title: str) -> bytes:
+    """The picture as PNG bytes, SIZE_ONE_PANEL or SIZE_TWO_PANELS at DPI."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=SIZE_TWO_PANELS if top_view else SIZE_ONE_PANEL, dpi=DPI)
+    width = 0.38 if top_view else 0.84
+    bev = fig.add_axes([0.06, 0.08, width, 0.78])
+    _draw_bev(bev, info)
+    if top_view is not None:
+        _draw_top_view(fig.add_axes([0.51, 0.08, width, 0.78]), top_view)
+    fig.suptitle(title, fontsize=10, y=0.985)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _draw_bev(ax, info: dict) -> None:
+    from matplotlib.patches import Polygon
+
+    for cam_name, cam in (info.get("cams") or {}).items():
+        if all(k in cam for k in ("sensor2lidar_rotation", "sensor2lidar_translation", "cam_intrinsic")):
+            f = frustum(cam_name, cam)
+            ax.add_patch(Polygon(np.vstack([f.apex, f.corners]), closed=True, facecolor="#4a90d9", alpha=0.08,
+                                 edgecolor="#4a90d9", linewidth=0.8))
+            label_at = f.apex + 0.85 * (f.corners.mean(axis=0) - f.apex)
+            ax.text(*label_at, cam_name.replace("CAM_", ""), fontsize=7, color="#2a5a99", ha="center", va="center")
+    boxes = np.asarray(info.get("gt_boxes", np.zeros((0, 7))), dtype=np.float64).reshape(-1, 7)
+    names = [str(n) for n in info.get("gt_names", [])]
+    velocity = np.asarray(info.get("gt_velocity", np.full((len(boxes), 2), np.nan)), dtype=np.float64)
+    seen: Dict[str, str] = {}
+    for corners, centre, name, v in zip(box_corners(boxes), boxes[:, :2], names, velocity.reshape(-1, 2)):
+        colour = CLASS_COLOURS.get(name, OTHER_COLOUR)
+        ax.add_patch(Polygon(corners, closed=True, fill=False, edgecolor=colour, linewidth=1.2,
+                             label=None if name in seen else name))
+        ax.plot(*np.vstack([centre, corners[:2].mean(axis=0)]).T, color=colour, linewidth=1.0)
+        seen[name] = colour
+        if np.all(np.isfinite(v)) and np.hypot(*v) > 0.2:
+            ax.arrow(*centre, *v, color=colour, width=0.05, head_width=0.6, length_includes_head=True)
+    ax.add_patch(Polygon(ego_outline(info), closed=True, facecolor="#222222", edgecolor="black", label="ego"))
+    ax.set_xlim(-BEV_RANGE, BEV_RANGE)
+    ax.set_ylim(-BEV_RANGE, BEV_RANGE)
+    ax.set_aspect("equal")
+    ax.grid(True, linewidth=0.3, alpha=0.5)
+    ax.set_xlabel("x (m, LiDAR frame)")
+    ax.set_ylabel("y (m)")
+    ax.set_title(f"{len(boxes)} boxes, {len(info.get('cams') or {})} cameras; arrows: velocity (m/s over 1 s)",
+                 fontsize=9)
+    if seen:
+        ax.legend(loc="upper left", fontsize=7, framealpha=0.8, ncol=2)
+
+
+def _draw_top_view(ax, view: TopView) -> None:
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    fmt = view.fmt
+    names = list(fmt.classes) + ["free"]
+    colours = [CLASS_COLOURS.get(n, OTHER_COLOUR) for n in fmt.classes] + ["#ffffff"]
+    x0, y0, _, x1, y1, _ = fmt.point_cloud_range
+    ax.imshow(view.labels.T, origin="lower", extent=(x0, x1, y0, y1), interpolation="nearest",
+              cmap=ListedColormap(colours), vmin=-0.5, vmax=len(colours) - 0.5)
+    present = sorted(set(np.unique(view.labels).tolist()) - {fmt.free_label})
+    ax.legend(handles=[Patch(color=colours[i], label=names[i]) for i in present], loc="center left",
+              bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"x (m, {fmt.frame} frame)")
+    ax.set_ylabel("y (m)")
+    ax.set_title(f"{fmt.name} occupancy, top-most label per column\n{view.source.name}", fontsize=9)
+
+
+def write_png(png: bytes, path: Path) -> None:
+    """Write the picture atomically."""
+    with atomic_write(path) as handle:
+        handle.write(png)
+
+
+def describe(info: dict, path: Path) -> str:
+    """The figure title: pickle, token, scene and time."""
+    parts = [f"token {info.get('token', '?')}"]
+    if "scene_name" in info:
+        parts.append(str(info["scene_name"]))
+    if "timestamp" in info:
+        parts.append(f"t = {info['timestamp']} µs")
+    return f"{path.name}\n" + "  |  ".join(parts)
+
