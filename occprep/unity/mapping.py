@@ -1,0 +1,58 @@
+"""How a Unity dataset's names become nuScenes names: `configs/unity-*.json` as a typed record."""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, Tuple
+
+import msgspec
+
+from occprep.config import dataset_config, load_config
+from occprep.errors import OccprepError
+
+
+class UnityConfig(msgspec.Struct, frozen=True):
+    """Sensor id → camera channel and label → nuScenes category name for a Unity dataset.
+
+    Unmapped labels keep their name; with an empty `cameras` map a single camera becomes
+    CAM_FRONT. `dataset` names the nuScenes-format convention (camera order, detection names).
+    """
+
+    name: str
+    cameras: Dict[str, str] = {}
+    labels: Dict[str, str] = {}
+    lidar_channel: str = "LIDAR_TOP"
+    dataset: str = "nuscenes"
+
+    def category(self, label: str) -> str:
+        return self.labels.get(label, label)
+
+    def camera_channel(self, sensor_id: str, assigned: Dict[str, str]) -> str:
+        """The channel of camera `sensor_id`, given the sensors `assigned` so far (updated in place)."""
+        if sensor_id in assigned:
+            return assigned[sensor_id]
+        if self.cameras:
+            if sensor_id not in self.cameras:
+                raise OccprepError(f"camera sensor {sensor_id!r} has no channel in unity config {self.name!r}: add "
+                                   "it to its \"cameras\" map (sensor id → e.g. CAM_FRONT)")
+            channel = self.cameras[sensor_id]
+        elif assigned:
+            raise OccprepError(f"camera sensors {next(iter(assigned))!r} and {sensor_id!r}: several cameras need a "
+                               "unity config with a \"cameras\" map (sensor id → e.g. CAM_FRONT); pass it with "
+                               "--unity-config")
+        else:
+            channel = "CAM_FRONT"
+        if channel in assigned.values():
+            raise OccprepError(f"unity config {self.name!r}: two sensors map to camera channel {channel}")
+        assigned[sensor_id] = channel
+        return channel
+
+    def channel_order(self, channels: Iterable[str]) -> Tuple[str, ...]:
+        """Present camera channels in the dataset convention's order, others after them by name."""
+        known = dataset_config(self.dataset).camera_channels
+        present = set(channels)
+        return tuple(c for c in known if c in present) + tuple(sorted(present - set(known)))
+
+
+def unity_config(name_or_path: str = "default") -> UnityConfig:
+    """The Unity mapping `name_or_path` ('default' or a JSON file)."""
+    return load_config(name_or_path, UnityConfig, "unity-")
