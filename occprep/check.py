@@ -14,18 +14,18 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
 import msgspec
+import numpy as np
 
 from occprep.blobs import missing_files
 from occprep.config import DatasetConfig
 from occprep.errors import OccprepError
-from occprep.fileio import read_json
 from occprep.occupancy import openocc_index_path, read_openocc_index, scan_occ3d_tree
 from occprep.reporting import Reporter
 from occprep.splits import devkit_scene_lists
-from occprep.tables import TABLE_TYPES
+from occprep.tables import TABLE_TYPES, field_subset, iter_record_batches
 
 STATUSES = ("ok", "skip", "warn", "error")
 """Finding statuses, least to most severe."""
@@ -191,42 +191,94 @@ FOREIGN_KEYS = (
 
 _READ_ORDER = ("sensor", "calibrated_sensor", "attribute", "category", "visibility", "log", "map", "scene", "sample",
                "ego_pose", "sample_annotation", "instance", "sample_data")
-"""Referenced tables first, so that most references are looked up as they are read instead of
-collected; sample_data last (its files are sorted by channel, from sensor and calibrated_sensor)."""
+"""sample_data after sensor and calibrated_sensor: its files are sorted by channel."""
 
-_OTHER_FIELDS = {"map": ("filename", "log_tokens"), "scene": ("name",), "sensor": ("channel",),
-                 "sample_data": ("is_key_frame", "filename")}
-"""Fields the checks read besides tokens and foreign keys."""
+_OTHER_FIELDS = {"map": ("filename", "log_tokens"), "scene": ("name",), "sensor": ("channel",)}
+"""Fields the checks read besides tokens and foreign keys (and sample_data's files, for the blob check)."""
 
 
-def _reference_type(name: str) -> type:
+def _reference_type(name: str, keep_files: bool) -> type:
     """A record type of table `name` with only the fields the checks read (token, foreign keys, ...).
 
     Decoding skips the other fields (poses, sizes, ...), which is most of the work on trainval;
     their values are create-infos' to validate.
     """
-    wanted = {"token", *(fk.field for fk in FOREIGN_KEYS if fk.table == name), *_OTHER_FIELDS.get(name, ())}
-    fields = [(f.name, f.type) for f in msgspec.structs.fields(TABLE_TYPES[name]) if f.name in wanted]
-    return msgspec.defstruct(f"{TABLE_TYPES[name].__name__}References", fields, gc=False)
+    files = ("is_key_frame", "filename") if keep_files and name == "sample_data" else ()
+    wanted = {"token", *(fk.field for fk in FOREIGN_KEYS if fk.table == name), *_OTHER_FIELDS.get(name, ()), *files}
+    return field_subset(TABLE_TYPES[name], " ".join(f.name for f in msgspec.structs.fields(TABLE_TYPES[name])
+                                                    if f.name in wanted))
 
 
-_REFERENCE_TYPES = {name: _reference_type(name) for name in TABLE_TYPES}
+_HEX_TOKEN = re.compile(r"[0-9a-f]{32}")
+
+
+def pack_tokens(tokens: Sequence[str]) -> Tuple[np.ndarray, FrozenSet[str]]:
+    """The 32-hex-digit `tokens` as 16-byte keys (dtype S16, in order, repeats kept) and the others.
+
+    Packs of a table's batches are collected, then made one `TokenSet`: a sort per table, not per batch.
+    """
+    present = list(filter(None, tokens))
+    others = {""} if len(present) < len(tokens) else set()
+    joined = " ".join(present)
+    try:
+        packed = bytes.fromhex(joined)
+    except ValueError:
+        packed = None
+    if (packed is None or len(packed) != 16 * len(present) or joined[32::33] != " " * (len(present) - 1)
+            or any(digit in joined for digit in "ABCDEF")):  # some token is not 32 lowercase hex digits
+        distinct = set(present)
+        others.update(t for t in distinct if not _HEX_TOKEN.fullmatch(t))
+        packed = bytes.fromhex("".join(distinct - others))
+    return np.frombuffer(packed, dtype="S16"), frozenset(others)
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """A set of record tokens: 32-hex-digit ones (as nuScenes writes them) as sorted unique 16-byte
+    keys (`keys`, dtype S16, the token's bytes), any others as strings (`others`).
+
+    A trainval table's 2.6M tokens take 42 MB this way, and set operations are vectorised.
+    """
+
+    keys: np.ndarray
+    others: FrozenSet[str] = frozenset()
+
+    @classmethod
+    def of(cls, packs: Sequence[Tuple[np.ndarray, FrozenSet[str]]]) -> "TokenSet":
+        """The set of the tokens in `packs` (from `pack_tokens`)."""
+        keys = np.concatenate([k for k, _ in packs]) if packs else np.empty(0, "S16")
+        return cls(np.unique(keys), frozenset().union(*(o for _, o in packs)))
+
+    def __len__(self) -> int:
+        return len(self.keys) + len(self.others)
+
+    def __sub__(self, other: "TokenSet") -> "TokenSet":
+        at = np.searchsorted(other.keys, self.keys).clip(max=max(len(other.keys) - 1, 0))
+        found = other.keys[at] == self.keys if len(other.keys) else np.zeros(len(self.keys), bool)
+        return TokenSet(self.keys[~found], self.others - other.others)
+
+    def without(self, token: str) -> "TokenSet":
+        return TokenSet(self.keys, self.others - {token})
+
+    def first(self) -> str:
+        """The smallest token as a string (lowercase hex sorts as its bytes)."""
+        smallest = [self.keys[:1].tobytes().hex()] if len(self.keys) else []
+        return min([*self.others, *smallest])
 
 
 @dataclass
 class VersionIndex:
     """What the later checks need from one version's tables; the records themselves are not kept.
 
-    Tables are read one at a time and reduced to token sets, so a trainval check holds one table
-    at a time (the largest, sample_data, is 2.6M records) plus sets of tokens.
+    Tables are read in batches of records (`read_records`), each reduced to token sets as it is
+    decoded, so a trainval check holds one table's raw JSON plus 16 bytes per token.
     """
 
-    tokens: Dict[str, Set[str]] = field(default_factory=dict)
+    tokens: Dict[str, TokenSet] = field(default_factory=dict)
     """Table -> the tokens of its records."""
-    unresolved: Dict[ForeignKey, Set[str]] = field(default_factory=dict)
-    """Foreign key -> the tokens its records name that were not found when the table was read
-    (all of them when the target table came later)."""
-    mapped_logs: Set[str] = field(default_factory=set)
+    references: Dict[ForeignKey, TokenSet] = field(default_factory=dict)
+    """Foreign key -> the tokens its records name."""
+    mapped_logs: TokenSet = TokenSet(np.empty(0, "S16"))
     """Logs named by some map.log_tokens."""
     map_files: List[str] = field(default_factory=list)
     scene_names: Dict[str, str] = field(default_factory=dict)
@@ -253,33 +305,48 @@ def _read_version(root: Path, version: str, config: DatasetConfig, keep_files: b
                                     f"{version}/ is incomplete: extract {_meta_archive(version)} again"))
             continue
         try:
-            records = read_json(path, List[_REFERENCE_TYPES[name]])
+            count = _add_table(index, root / version, name, config, keep_files)
         except OccprepError as exc:
             findings.append(Finding(item + (path.name,), "error", f"does not parse: {exc}",
                                     f"the file is damaged: extract {_meta_archive(version)} again"))
             continue
-        findings.append(Finding(item + (path.name,), "ok", f"{len(records):,} records"))
-        _add_table(index, name, records, config, keep_files)
+        findings.append(Finding(item + (path.name,), "ok", f"{count:,} records"))
     findings.sort(key=lambda f: f.item)
     return (index if len(index.tokens) == len(TABLE_TYPES) else None), findings
 
 
-def _add_table(index: VersionIndex, name: str, records: list, config: DatasetConfig, keep_files: bool) -> None:
-    index.tokens[name] = {r.token for r in records}
-    for fk in FOREIGN_KEYS:
-        if fk.table == name:
-            index.unresolved[fk] = _unresolved(records, fk, index.tokens.get(fk.target))
+def _add_table(index: VersionIndex, version_dir: Path, name: str, config: DatasetConfig, keep_files: bool) -> int:
+    """Read table `name` into `index`, batch by batch on big files; the number of records."""
+    foreign_keys = [fk for fk in FOREIGN_KEYS if fk.table == name]
+    parts: Dict[object, list] = defaultdict(list)
+    count = 0
+    for records in iter_record_batches(version_dir, name, _reference_type(name, keep_files)):
+        count += len(records)
+        parts["token"].append(pack_tokens([r.token for r in records]))
+        for fk in foreign_keys:
+            values = ([t for r in records for t in getattr(r, fk.field)] if fk.many
+                      else list(map(attrgetter(fk.field), records)))
+            parts[fk].append(pack_tokens(values))
+        _add_details(index, name, records, config, keep_files)
+    index.tokens[name] = TokenSet.of(parts["token"])
+    index.references.update((fk, TokenSet.of(parts[fk])) for fk in foreign_keys)
+    return count
+
+
+def _add_details(index: VersionIndex, name: str, records: list, config: DatasetConfig, keep_files: bool) -> None:
+    """What the other checks read from a batch of table `name`: map files, scene names, sample_data files, ..."""
     if name == "map":
-        index.mapped_logs = {t for m in records for t in m.log_tokens}
+        index.mapped_logs = TokenSet.of([pack_tokens([t for m in records for t in m.log_tokens])])
         index.map_files = [m.filename for m in records]
     elif name == "scene":
-        index.scene_names = {s.token: s.name for s in records}
+        index.scene_names.update((s.token, s.name) for s in records)
     elif name == "sample":
-        index.sample_scenes = [(s.token, s.scene_token) for s in records]
+        index.sample_scenes += [(s.token, s.scene_token) for s in records]
     elif name == "sensor":
-        index.channel_of_sensor = {s.token: s.channel for s in records}
+        index.channel_of_sensor.update((s.token, s.channel) for s in records)
     elif name == "calibrated_sensor":
-        index.channel_of_calibration = {c.token: index.channel_of_sensor.get(c.sensor_token, "") for c in records}
+        index.channel_of_calibration.update((c.token, index.channel_of_sensor.get(c.sensor_token, ""))
+                                            for c in records)
     elif name == "sample_data" and keep_files:
         needed_channels = {config.lidar_channel, *config.camera_channels}
         needed_calibrations = {c for c, ch in index.channel_of_calibration.items() if ch in needed_channels}
@@ -289,29 +356,19 @@ def _add_table(index: VersionIndex, name: str, records: list, config: DatasetCon
             index.files[group].append(sd.filename)
 
 
-def _unresolved(records: list, fk: ForeignKey, targets: Optional[Set[str]]) -> Set[str]:
-    """The tokens `fk` names in `records` that are not in `targets` (all of them when None)."""
-    if fk.many:
-        values = (t for r in records for t in getattr(r, fk.field))
-    else:
-        values = map(attrgetter(fk.field), records)
-    tokens = set(values) if targets is None else {t for t in values if t not in targets}
-    if fk.optional:
-        tokens.discard("")
-    return tokens
-
-
 def _check_foreign_keys(item: Tuple[str, ...], index: VersionIndex) -> List[Finding]:
     """Every foreign key resolves, and every log has a map (the devkit indexes log -> map)."""
     problems = []
     for fk in FOREIGN_KEYS:
-        dangling = index.unresolved[fk] - index.tokens[fk.target]
-        if dangling:
+        dangling = index.references[fk] - index.tokens[fk.target]
+        if fk.optional:
+            dangling = dangling.without("")
+        if len(dangling):
             problems.append(f"{fk.table}.{fk.field}: {len(dangling):,} token(s) not in {fk.target}.json "
-                            f"(e.g. {min(dangling)})")
+                            f"(e.g. {dangling.first()})")
     unmapped = index.tokens["log"] - index.mapped_logs
-    if unmapped:
-        problems.append(f"log: {len(unmapped):,} log(s) in no map.log_tokens (e.g. {min(unmapped)})")
+    if len(unmapped):
+        problems.append(f"log: {len(unmapped):,} log(s) in no map.log_tokens (e.g. {unmapped.first()})")
     item = item + ("foreign keys",)
     if problems:
         fix = ("the tables do not belong together: take all 13 from one archive of one version "

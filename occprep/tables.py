@@ -7,7 +7,7 @@ dataset, synthesising one and exporting simulator output as nuScenes tables.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import msgspec
 
@@ -172,6 +172,29 @@ DECODE_BATCH = 65536
 """Records per batch of such a split decode."""
 
 
+def _is_big(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size >= SPLIT_DECODE_BYTES
+
+
+def _raw_batches(path: Path) -> Iterator[Tuple[int, List[msgspec.Raw]]]:
+    """(index of the first record, raw records) of the JSON list in `path`, `DECODE_BATCH` at a time."""
+    raws = read_json(path, List[msgspec.Raw])
+    for start in range(0, len(raws), DECODE_BATCH):
+        yield start, raws[start:start + DECODE_BATCH]
+
+
+def iter_record_batches(version_dir: Path, name: str, type_: type) -> Iterator[list]:
+    """Records of table `name` decoded as `type_` (see `field_subset`): big files in batches of
+    `DECODE_BATCH`, so that a caller reducing each batch never holds all records; smaller files whole."""
+    path = Path(version_dir) / f"{name}.json"
+    if not _is_big(path):
+        yield read_json(path, List[type_])
+        return
+    decoder = msgspec.json.Decoder(List[type_])
+    for start, parts in _raw_batches(path):
+        yield _decode_raw(decoder, parts, path, start)
+
+
 def read_records(version_dir: Path, name: str, type_: type,
                  select: Optional[Tuple[type, Callable[[list], List[bool]]]] = None) -> list:
     """Records of table `name` decoded as `type_`, a Struct with a subset of the table's fields.
@@ -182,14 +205,12 @@ def read_records(version_dir: Path, name: str, type_: type,
     decoded whole and returned whole (callers filter as they need anyway).
     """
     path = Path(version_dir) / f"{name}.json"
-    if select is None or not path.is_file() or path.stat().st_size < SPLIT_DECODE_BYTES:
+    if select is None or not _is_big(path):
         return read_json(path, List[type_])
     key_type, keep = select
-    raws = read_json(path, List[msgspec.Raw])
     key_decoder, decoder = msgspec.json.Decoder(List[key_type]), msgspec.json.Decoder(List[type_])
     kept = []
-    for start in range(0, len(raws), DECODE_BATCH):
-        parts = raws[start:start + DECODE_BATCH]
+    for start, parts in _raw_batches(path):
         flags = keep(_decode_raw(key_decoder, parts, path, start))
         chosen = [raw for raw, flag in zip(parts, flags) if flag]
         if chosen:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import occprep.tables
 from occprep.check import FOREIGN_KEYS, Finding, passed, render_tree
 from occprep.cli import cli
 from occprep.tables import TABLE_TYPES
@@ -145,6 +146,31 @@ def test_dangling_foreign_keys_are_named(tmp_path, tables):
     messages = [f["message"] for f in rep["findings"] if f["item"][-1] == "foreign keys"]
     assert messages == ["sample_data.ego_pose_token: 1 token(s) not in ego_pose.json (e.g. not-a-pose)",
                         "sample_annotation.attribute_tokens: 1 token(s) not in attribute.json (e.g. no-such-attribute)"]
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["whole", "batched"])
+def test_dangling_hex_tokens_are_named_exactly(tmp_path, tables, monkeypatch, batched):
+    """Well-formed 32-hex tokens take the packed (16-byte key) path: a token that differs from a real
+    one in its last digit, a real token in upper case and a prev from another table all dangle,
+    whether tables are decoded whole or (as big trainval files are) in batches."""
+    if batched:
+        monkeypatch.setattr(occprep.tables, "SPLIT_DECODE_BYTES", 0)
+        monkeypatch.setattr(occprep.tables, "DECODE_BATCH", 7)
+    sample_data = [dict(sd) for sd in tables["sample_data"]]
+    pose = sample_data[3]["ego_pose_token"]
+    sample_data[3]["ego_pose_token"] = pose[:-1] + ("0" if pose[-1] != "0" else "1")
+    sample_data[5]["prev"] = tables["sample"][0]["token"]
+    samples = [dict(s) for s in tables["sample"]]
+    upper = samples[0]["next"].upper()
+    samples[0]["next"] = upper
+    make_tree(tmp_path, replace={"sample_data": sample_data, "sample": samples})
+    result, rep = report(tmp_path, "--no-blobs")
+    assert result.exit_code == 1
+    messages = [f["message"] for f in rep["findings"] if f["item"][-1] == "foreign keys"]
+    assert messages == [f"sample.next: 1 token(s) not in sample.json (e.g. {upper})",
+                        f"sample_data.ego_pose_token: 1 token(s) not in ego_pose.json "
+                        f"(e.g. {sample_data[3]['ego_pose_token']})",
+                        f"sample_data.prev: 1 token(s) not in sample_data.json (e.g. {tables['sample'][0]['token']})"]
 
 
 def test_every_foreign_key_resolves_in_the_real_tables(tables):
