@@ -13,7 +13,7 @@ from occprep.errors import OccprepError
 from occprep.pickles import load_pickle
 from occprep.reporting import Reporter
 from occprep.tables import read_tables
-from occprep.unity import convert, fake, perception, solo
+from occprep.unity import convert, fake, perception, solo, visibility
 from occprep.unity.dataset import detect_format, export_nuscenes
 from occprep.unity.mapping import UnityConfig, unity_config
 from occprep.unity.totables import build_tables
@@ -30,16 +30,25 @@ def run_cli(*args: str) -> None:
 
 
 def truth_annotations(world: fake.FakeWorld, step: int):
-    """Expected nuScenes global boxes (by instance id) of a generated world at `step`."""
-    ids, _, position, rotation, size, velocity, pixels = world.objects(step)
+    """Expected nuScenes global boxes (by instance id) of a generated world at `step`, with the
+    first camera's visible pixels, the object's visible share and its rendered pixels alone."""
+    ids, _, position, rotation, size, velocity, shares = world.objects(step)
+    _, _, t, r, s, pixels = world.camera_boxes(step, world.cameras[0][1])
+    rendered = world.rendered_pixels(t, r, s)
     return {i: (convert.position_to_nuscenes(position[k]), convert.body_rotation_to_nuscenes(rotation[k]),
-                convert.box_size_to_nuscenes(size[k]), convert.position_to_nuscenes(velocity[k]), pixels[k])
-            for k, i in enumerate(ids)}
+                convert.box_size_to_nuscenes(size[k]), convert.position_to_nuscenes(velocity[k]), pixels[k],
+                shares[k], rendered[k]) for k, i in enumerate(ids)}
+
+
+LEVEL_OF_SHARE = {1.0: "4", 0.7: "3", 0.5: "2", 0.0: "1"}
+"""The visibility token a generated object's visible share must get (bins 0-40-60-80-100 %)."""
 
 
 def assert_boxes_match_truth(tables, worlds, n_steps):
     """Every annotation equals a generated object converted with the rules (any ego convention,
-    any scene order): same centre, rotation, size, visibility, and one instance per object."""
+    any scene order): same centre, rotation, size, visible pixels, visibility level (objects of
+    30+ rendered pixels, where pixel counting is finer than the level bins), one instance per
+    object. Returns the visibility tokens checked."""
     samples = {s.token: s for s in tables.sample}
     step_of = {}
     for scene in tables.scene:
@@ -47,17 +56,23 @@ def assert_boxes_match_truth(tables, worlds, n_steps):
         while token:
             step_of[token] = step
             token, step = samples[token].next, step + 1
-    instance_id = {}
+    instance_id, checked = {}, set()
     assert len(tables.sample_annotation) == sum(w.n_objects for w in worlds) * n_steps
+    truth_at = [{i: t for world in worlds for i, t in truth_annotations(world, step).items()}
+                for step in range(n_steps)]
     for ann in tables.sample_annotation:
-        truth = {i: t for world in worlds for i, t in truth_annotations(world, step_of[ann.sample_token]).items()}
+        truth = truth_at[step_of[ann.sample_token]]
         matches = [i for i, t in truth.items() if np.allclose(t[0], ann.translation, atol=1e-6)]
         assert len(matches) == 1
-        t, q, s, _, px = truth[matches[0]]
+        t, q, s, _, px, share, rendered = truth[matches[0]]
         assert np.allclose(np.abs(np.dot(q, ann.rotation)), 1, atol=1e-9)
         assert np.allclose(s, ann.size) and ann.num_lidar_pts == px
+        if rendered >= 30 or px == 0:
+            assert ann.visibility_token == LEVEL_OF_SHARE[share]
+            checked.add(ann.visibility_token)
         instance_id.setdefault(ann.instance_token, matches[0])
         assert instance_id[ann.instance_token] == matches[0]
+    return checked
 
 
 # ----------------------------------------------------------------------------- the real samples
@@ -89,6 +104,17 @@ def test_solo_sample_sequences_come_from_folders_and_visibility_from_rendered_in
     assert unity.summary["scenes"] == 2 and unity.camera_channels == ("CAM_FRONT",)
     assert [s.description for s in unity.tables.scene] == ["Unity /0", "Unity /1"]  # folder, not the frame's field
     assert sorted(a.num_lidar_pts for a in unity.tables.sample_annotation) == [35950, 47768]  # sequence.1: no 3D boxes
+    assert [a.visibility_token for a in unity.tables.sample_annotation] == ["4", "4"]  # two unoccluded crates
+
+
+@needs_data
+def test_solo_sample_visible_pixels_fill_the_projected_box_silhouette():
+    capture = next(c for c in solo.read_captures(SOLO_SAMPLE) if c.boxes.instance_ids)
+    n = len(capture.boxes.instance_ids)
+    intrinsic = convert.pixel_intrinsic(capture.matrix, capture.width, capture.height, capture.projection)
+    area = visibility.silhouette_area(capture.boxes.values, np.broadcast_to(intrinsic, (n, 3, 3)),
+                                      np.full(n, capture.width), np.full(n, capture.height))
+    assert np.allclose(capture.boxes.visible_pixels / area, 1.0, atol=1e-3)  # Unity's own pixel counts
 
 
 @needs_data
@@ -119,7 +145,58 @@ def test_every_generation_gives_the_true_boxes(tmp_path, generation):
         assert (next(tmp_path.glob("Dataset*")) / "egos.json").is_file() == (generation == "0.0.1")
         unity = build_tables(perception.read_captures(tmp_path), unity_config())
     assert unity.summary["scenes"] == 3 and unity.summary["samples"] == 12
-    assert_boxes_match_truth(unity.tables, worlds, 4)
+    assert assert_boxes_match_truth(unity.tables, worlds, 4) == {"1", "2", "3", "4"}  # fully visible → "4"
+
+
+def test_silhouette_area_of_boxes_with_known_projections():
+    width, height = 320.0, 240.0
+    k = convert.pixel_intrinsic(fake.PROJECTION, width, height)
+
+    def cube(x, y, z, side=1.0):
+        return [x, y, z, side, side, side, 0.0, 0.0, 0.0, 1.0]
+
+    values = np.array([cube(0, 0, 10), cube(0, 0, 0, side=4), cube(0, 0, -10)])  # ahead, around, behind the camera
+    n = len(values)
+    area = visibility.silhouette_area(values, np.broadcast_to(k, (n, 3, 3)), np.full(n, width), np.full(n, height))
+    assert np.allclose(area, [k[0, 0] / 9.5 * k[1, 1] / 9.5, width * height, 0.0])  # front face at 9.5 m
+
+
+def test_visibility_levels_from_pixels_or_from_the_image_border():
+    width, height = 320.0, 240.0
+    k = convert.pixel_intrinsic(fake.PROJECTION, width, height)
+    centred = [0.0, 0.0, 10.0, 1, 1, 1, 0, 0, 0, 1]
+    on_left_border = [-k[0, 2] / k[0, 0] * 10.0, 0.0, 10.0, 1, 1, 1, 0, 0, 0, 1]
+    values = np.array([centred, centred, centred, on_left_border])
+    n = len(values)
+    args = (values, np.broadcast_to(k, (n, 3, 3)), np.full(n, width), np.full(n, height))
+    area = visibility.silhouette_area(*args)
+    pixels = np.array([round(area[0]), round(0.3 * area[0]), -1, -1])  # no metric: truncation only
+    fraction = visibility.visible_fraction(*args, pixels)
+    assert visibility.visibility_token(fraction).tolist() == ["4", "1", "4", "2"]
+    assert 0.4 < fraction[3] < 0.6
+
+
+def test_without_rendered_info_visibility_is_the_share_inside_the_image(tmp_path):
+    worlds = fake.write_solo(tmp_path, 3, 2)
+    for path in tmp_path.glob("sequence.*/*.json"):
+        frame = json.loads(path.read_text())
+        path.write_text(json.dumps({**frame, "metrics": []}))
+    unity = build_tables(solo.read_captures(tmp_path), unity_config())
+    assert unity.summary["boxes_without_visibility"] == unity.summary["boxes"] == 24
+    expected = {}
+    for world in worlds:
+        for step in range(2):
+            ids, _, t, r, s, _ = world.camera_boxes(step, 0.0)
+            share = world.rendered_pixels(t, r, s) / world.rendered_pixels(t, r, s, margin=1)
+            expected.update({(i, step): visibility.visibility_token(share).tolist()[k] for k, i in enumerate(ids)})
+    step_of = {s.token: n % 2 for n, s in enumerate(unity.tables.sample)}
+    centres = [{i: t[0] for w in worlds for i, t in truth_annotations(w, step).items()} for step in range(2)]
+    tokens = {}
+    for ann in unity.tables.sample_annotation:
+        step = step_of[ann.sample_token]
+        instance = next(i for i, c in centres[step].items() if np.allclose(c, ann.translation, atol=1e-6))
+        tokens[instance, step] = ann.visibility_token
+    assert tokens == expected and "4" in tokens.values() and set(tokens.values()) != {"4"}
 
 
 def test_legacy_ego_is_the_real_ego_and_solo_ego_is_the_camera(tmp_path):
@@ -170,6 +247,10 @@ def test_cameras_and_labels_map_through_the_config(tmp_path):
     assert unity.camera_channels == ("CAM_FRONT", "CAM_BACK")
     assert {c.name for c in unity.tables.category} == {"vehicle.car", "Pedestrian", "Crate"}
     assert unity.summary["duplicate_boxes"] == 8  # both cameras store every box
+    fake.write_solo(tmp_path / "front", 1, 2, cameras=cameras[:1])
+    front_only = build_tables(solo.read_captures(tmp_path / "front"), config).tables.sample_annotation
+    assert {a.token: a.visibility_token for a in unity.tables.sample_annotation} == \
+        {a.token: a.visibility_token for a in front_only}  # the best camera decides; cam_b looks away
 
 
 def test_non_perspective_projection_is_refused(tmp_path):
@@ -198,6 +279,13 @@ def test_export_loads_in_devkit_with_the_true_boxes_and_velocities(tmp_path):
             box = nusc.get_box(token)
             expected = next(t for t in truth.values() if np.allclose(t[0], box.center, atol=1e-6))
             assert np.allclose(nusc.box_velocity(token), expected[3], atol=1e-6)
+    levels = {nusc.get("visibility", a["visibility_token"])["level"] for a in nusc.sample_annotation}
+    assert levels == {"v0-40", "v40-60", "v60-80", "v80-100"}
+    run_cli("check", "--root-path", str(tmp_path / "out"), "--canbus", str(tmp_path / "out"), "--no-blobs",
+            "--quiet", "--report", str(tmp_path / "check.json"))  # exits 1 on any error
+    report = json.loads((tmp_path / "check.json").read_text())
+    assert report["ready"] and report["counts"]["error"] == 0
+    assert [f["status"] for f in report["findings"] if f["item"][-1] == "foreign keys"] == ["ok"]
     poses = json.loads((tmp_path / "out" / "can_bus" / "unity-0000_pose.json").read_text())
     assert list(poses[0]) == ["accel", "orientation", "pos", "rotation_rate", "utime", "vel"]
     assert np.allclose([p["vel"] for p in poses], [[8.0, 0.0, 0.0]] * 4)  # ego frame, 8 m/s forward

@@ -64,6 +64,12 @@ def camera_rotation_to_nuscenes(q_unity_xyzw: np.ndarray) -> np.ndarray:
     return quat_multiply_wxyz(body_rotation_to_nuscenes(q_unity_xyzw), CAMERA_FROM_BODY_WXYZ)
 
 
+def camera_point_to_nuscenes(p_unity_camera: np.ndarray) -> np.ndarray:
+    """(…, 3) points in a Unity camera's frame → that camera's nuScenes frame (x right, y down,
+    z forward), m: y flips, as `R_cam_n = M · R(q_u) · diag(1, −1, 1)` implies."""
+    return np.asarray(p_unity_camera, float) * np.array([1.0, -1.0, 1.0])
+
+
 def box_size_to_nuscenes(size_unity: np.ndarray) -> np.ndarray:
     """(…, 3) Unity box sizes (x, y, z) → nuScenes (w, l, h) = (s_x, s_z, s_y), m."""
     return np.asarray(size_unity, float)[..., [0, 2, 1]]

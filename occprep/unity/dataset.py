@@ -10,11 +10,9 @@ import msgspec
 
 from occprep.blobs import missing_files
 from occprep.config import DatasetConfig, dataset_config
-from occprep.create import CreateOptions, build_infos, summarize
+from occprep.create import CreateOptions, build_infos, summarize, write_infos
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write
-from occprep.infos import info_file, info_pickle
-from occprep.pickles import dump_pickle
 from occprep.records import CanBus
 from occprep.reporting import Reporter
 from occprep.splits import SplitPlan, plan_from_file
@@ -24,6 +22,7 @@ from occprep.unity.images import write_blank_png
 from occprep.unity.mapping import UnityConfig
 from occprep.unity.records import Capture
 from occprep.unity.totables import BLANK_MAP, UnityTables, build_tables
+
 
 def _is_nuscenes(root: Path) -> bool:
     return any((d / "scene.json").is_file() for d in root.glob("v1.0-*"))
@@ -112,7 +111,8 @@ def _notes(summary: dict) -> List[str]:
     notes = []
     if summary["boxes_without_visibility"]:
         notes.append(f"{summary['boxes_without_visibility']} box(es) had no rendered-object-info metric: "
-                     "num_lidar_pts=1 (Unity labels only visible objects)")
+                     "num_lidar_pts=1 (Unity labels only visible objects), visibility from the share of "
+                     "the box's silhouette inside the image")
     if summary["duplicate_boxes"]:
         notes.append(f"{summary['duplicate_boxes']} box(es) seen by a second camera at the same step: "
                      "the first camera's box is kept, visible pixels are summed")
@@ -141,10 +141,7 @@ def create_unity_infos(root_path: str, out_dir: Path, extra_tag: str, format_: s
         ("train",), {s.name: "train" for s in tables.scene}, fallback=None, source="all Unity scenes")
     result = build_infos(tables, CanBus(unity.can_bus, {}), infos_config(unity, config), root_path, plan,
                          version, replace(options, file_check=False, max_sweeps=0), reporter)
-    for split, infos in result.splits.items():
-        path = Path(out_dir) / info_file(extra_tag, split)
-        dump_pickle(info_pickle(infos, result.version), path)
-        result.outputs.append(str(path))
+    write_infos([result], Path(out_dir), extra_tag)
     summary, lines = summarize([result], [], reporter.elapsed)
     return ({"format": format_, "unity": unity.summary, **summary},
             [f"{format_} dataset {root_path}: {_counts(unity.summary)}", *_notes(unity.summary), *lines])

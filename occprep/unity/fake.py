@@ -2,7 +2,9 @@
 
 `FakeWorld` is a deterministic scene in Unity's world frame (left-handed, y up, quaternions
 x, y, z, w): an ego driving straight at a fixed heading, cameras on it pitched down, and boxes
-moving at constant velocities. The writers store it the way each generation does (boxes in the
+moving at constant velocities. Each box's rendered pixels are counted by casting a ray through
+every pixel centre, then scaled by a fixed visible share per object (`VISIBLE_SHARES`) that stands
+in for occlusion by other objects. The writers store it the way each generation does (boxes in the
 camera frame, legacy sensors relative to the ego or in the world, images as blank PNGs).
 """
 
@@ -16,12 +18,14 @@ from typing import Dict, List, Tuple
 import msgspec
 import numpy as np
 
-from occprep.unity.convert import quat_multiply_xyzw, rotate_xyzw
+from occprep.unity.convert import pixel_intrinsic, quat_multiply_xyzw, rotate_xyzw
 from occprep.unity.images import blank_png
 
 PROJECTION = (1.299259, 0.0, 0.0, 0.0, 1.73234534, 0.0, 0.0, 0.0, -1.0006001)
 """A perspective projection as Unity stores it (column-major 3×3)."""
 BOX_3D_LEGACY_ID = "0bfbe00d-00fa-4555-88d1-471b58449f5c"
+VISIBLE_SHARES = (1.0, 0.5, 0.7)
+"""Share of its rendered pixels object k keeps visible (cycling); the last object is always hidden (0)."""
 
 
 def yaw_xyzw(angle: float) -> np.ndarray:
@@ -48,8 +52,8 @@ class FakeWorld:
     """Seconds between steps."""
     cameras: Tuple[Tuple[str, float], ...] = (("camera", 0.0),)
     """(sensor id, yaw relative to the ego, rad)."""
-    width: int = 64
-    height: int = 48
+    width: int = 160
+    height: int = 120
     ego_speed: float = 8.0
     heading: float = 0.3
     """Ego heading (yaw about +y), rad; sequence N adds 0.1·N."""
@@ -70,7 +74,7 @@ class FakeWorld:
         return p + rotate_xyzw(q, np.array([0.0, 1.5, 0.5])), q_cam
 
     def objects(self, step: int):
-        """(instance ids, labels, positions (N,3), rotations (N,4), sizes (N,3), velocities (N,3), visible pixels)."""
+        """(instance ids, labels, positions (N,3), rotations (N,4), sizes (N,3), velocities (N,3), visible shares)."""
         rng = self._rng()
         n = self.n_objects
         p0, q0 = self.ego(0)
@@ -80,17 +84,36 @@ class FakeWorld:
         yaw = rng.uniform(-np.pi, np.pi, n)
         sizes = np.stack([rng.uniform(0.5, 2.5, n), rng.uniform(1.0, 2.0, n), rng.uniform(0.5, 5.0, n)], axis=1)
         labels = [("Car", "Pedestrian", "Crate")[k % 3] for k in range(n)]
-        pixels = [0 if k == n - 1 else 100 * (k + 1) for k in range(n)]
+        shares = [0.0 if k == n - 1 else VISIBLE_SHARES[k % len(VISIBLE_SHARES)] for k in range(n)]
         rotations = np.stack([yaw_xyzw(a) for a in yaw])
         return ([str(1000 * self.seed + k) for k in range(n)], labels, start + velocity * step * self.dt,
-                rotations, sizes, velocity, pixels)
+                rotations, sizes, velocity, shares)
 
     def camera_boxes(self, step: int, yaw: float) -> Tuple[List[str], List[str], np.ndarray, np.ndarray, np.ndarray, list]:
-        """The objects as stored for one camera: translation and rotation in its frame."""
-        ids, labels, position, rotation, size, _, pixels = self.objects(step)
+        """The objects as stored for one camera: translation and rotation in its frame, visible pixels."""
+        ids, labels, position, rotation, size, _, shares = self.objects(step)
         p_cam, q_cam = self.camera(step, yaw)
         to_cam = np.broadcast_to(inverse_xyzw(q_cam), rotation.shape)
-        return ids, labels, rotate_xyzw(to_cam, position - p_cam), quat_multiply_xyzw(to_cam, rotation), size, pixels
+        translation, rotation = rotate_xyzw(to_cam, position - p_cam), quat_multiply_xyzw(to_cam, rotation)
+        rendered = self.rendered_pixels(translation, rotation, size)
+        return ids, labels, translation, rotation, size, [round(s * r) for s, r in zip(shares, rendered.tolist())]
+
+    def rendered_pixels(self, translation: np.ndarray, rotation: np.ndarray, size: np.ndarray,
+                        margin: int = 0) -> np.ndarray:
+        """(N,) pixel centres of the image whose ray hits each box (camera frame, Unity axes), each
+        box alone: a ray-box slab test, independent of the converter's projection code. `margin`
+        widens the image by that many image widths (heights) on every side, same camera matrix."""
+        k = pixel_intrinsic(PROJECTION, self.width, self.height)
+        u, v = np.meshgrid(np.arange(-margin * self.width, (1 + margin) * self.width) + 0.5,
+                           np.arange(-margin * self.height, (1 + margin) * self.height) + 0.5)
+        rays = np.stack([(u - k[0, 2]) / k[0, 0], (k[1, 2] - v) / k[1, 1], np.ones_like(u)], -1).reshape(-1, 3)
+        to_box = inverse_xyzw(rotation)[:, None]
+        origin = rotate_xyzw(to_box, -translation[:, None])
+        direction = rotate_xyzw(to_box, rays[None])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            low, high = (-size[:, None] / 2 - origin) / direction, (size[:, None] / 2 - origin) / direction
+        enter, leave = np.minimum(low, high).max(axis=-1), np.maximum(low, high).min(axis=-1)
+        return np.count_nonzero(leave >= np.maximum(enter, 0.0), axis=1)
 
 
 def _encode(path: Path, obj: object) -> None:

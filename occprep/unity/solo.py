@@ -22,14 +22,9 @@ SEQUENCE_DIR = re.compile(r"sequence\.(\d+)$")
 Id = Union[int, str]
 
 
-class Annotation(msgspec.Struct):
-    type: str = msgspec.field(name="@type", default="")
-    id: str = ""
-    sensorId: str = ""
-    values: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
+class Values(msgspec.Struct):
+    """An annotation of a capture or a metric of a frame: typed, its values left raw until needed."""
 
-
-class Metric(msgspec.Struct):
     type: str = msgspec.field(name="@type", default="")
     id: str = ""
     sensorId: str = ""
@@ -45,7 +40,7 @@ class SoloCapture(msgspec.Struct):
     dimension: List[float] = []
     projection: str = "Perspective"
     matrix: List[float] = []
-    annotations: List[Annotation] = []
+    annotations: List[Values] = []
 
 
 class Frame(msgspec.Struct):
@@ -54,7 +49,7 @@ class Frame(msgspec.Struct):
     frame: int = 0
     timestamp: Optional[float] = None
     captures: List[SoloCapture] = []
-    metrics: List[Metric] = []
+    metrics: List[Values] = []
 
 
 class Box3D(msgspec.Struct):

@@ -24,6 +24,7 @@ from occprep.tables import (CalibratedSensor, Category, EgoPose, Instance, Log, 
 from occprep.unity import convert
 from occprep.unity.mapping import UnityConfig
 from occprep.unity.records import Capture
+from occprep.unity.visibility import VISIBILITY_LEVELS, visibility_token, visible_fraction
 
 EPOCH_US = 1_600_000_000_000_000
 """Timestamp of the first scene's start, µs (Unity times are relative to each sequence)."""
@@ -32,7 +33,6 @@ SCENE_GAP_US = 3_600_000_000
 GRAVITY = np.array([0.0, 0.0, 9.81])
 """Added to CAN bus `accel`, like the real IMU messages (specific force, ego frame)."""
 UNIT_TOLERANCE = 1e-3
-VISIBILITY_LEVELS = (("1", "v0-40"), ("2", "v40-60"), ("3", "v60-80"), ("4", "v80-100"))
 
 
 def token(*parts: object) -> str:
@@ -185,20 +185,21 @@ class _Builder:
                                   lidar_calibration, ego_translation[i], ego_rotation[i],
                                   f"samples/{self.config.lidar_channel}/{scene_name}_step{s:06d}.pcd.bin", "pcd", 0, 0)
                 for i, s in enumerate(steps)]
+        intrinsics = np.empty((len(captures), 3, 3))
         for j, c in enumerate(captures):
             channel = self.channels[c.sensor_id]
             try:
-                intrinsic = convert.pixel_intrinsic(c.matrix, c.width, c.height, c.projection)
+                intrinsics[j] = convert.pixel_intrinsic(c.matrix, c.width, c.height, c.projection)
             except OccprepError as exc:
                 raise OccprepError(f"{c.source}: {exc}") from None
-            calibration = self._calibration(channel, cam_in_ego[j], cam_rot_in_ego[j], intrinsic.tolist())
+            calibration = self._calibration(channel, cam_in_ego[j], cam_rot_in_ego[j], intrinsics[j].tolist())
             i = step_of[j]
             data.append(self._sample_data(data_channel, channel, scene_key, c.step, sample_tokens[i], int(capture_us[j]),
                                           calibration, ego_translation[i], ego_rotation[i], c.filename,
                                           c.filename.rsplit(".", 1)[-1].lower(), c.width, c.height))
         _link(data, key=lambda d: data_channel[d.token])
         self.tables.sample_data.extend(data)
-        self._add_boxes(scene_key, captures, cam_q_unity, step_of, sample_tokens)
+        self._add_boxes(scene_key, captures, cam_q_unity, intrinsics, step_of, sample_tokens)
         self.can_bus[scene_name] = pose_messages(sample_us, ego_translation, ego_rotation)
         self.counts["captures"] += len(captures)
 
@@ -212,9 +213,15 @@ class _Builder:
                           calibrated_sensor_token=calibration, timestamp=timestamp, fileformat=fileformat,
                           is_key_frame=True, height=height, width=width, filename=filename, prev="", next="")
 
-    def _add_boxes(self, scene_key: str, captures: List[Capture], cam_q: np.ndarray, step_of: np.ndarray,
-                   sample_tokens: List[str]) -> None:
-        """Annotations and instances of a scene; `cam_q` holds the captures' unit camera rotations (Unity)."""
+    def _add_boxes(self, scene_key: str, captures: List[Capture], cam_q: np.ndarray, intrinsics: np.ndarray,
+                   step_of: np.ndarray, sample_tokens: List[str]) -> None:
+        """Annotations and instances of a scene; `cam_q` holds the captures' unit camera rotations (Unity),
+        `intrinsics` their (C, 3, 3) pixel camera matrices.
+
+        A box seen by several cameras at a step keeps the first camera's pose, the sum of the
+        cameras' visible pixels (num_lidar_pts) and the best camera's visibility level; the cameras
+        with the rendered-object-info metric decide it when there are any (see `visibility`).
+        """
         owner = np.repeat(np.arange(len(captures)), [len(c.boxes.instance_ids) for c in captures])
         if owner.size == 0:
             return
@@ -230,9 +237,13 @@ class _Builder:
         ids = [i for c in captures for i in c.boxes.instance_ids]
         labels = [lbl for c in captures for lbl in c.boxes.labels]
         pixels = np.concatenate([c.boxes.visible_pixels for c in captures])
+        fraction = visible_fraction(np.concatenate([values[:, :6], box_q], axis=1),
+                                    intrinsics[owner], np.array([c.width for c in captures], float)[owner],
+                                    np.array([c.height for c in captures], float)[owner], pixels)
 
         kept: Dict[Tuple[int, str], int] = {}
         seen_pixels: Dict[Tuple[int, str], int] = {}
+        best: Dict[Tuple[int, str], Tuple[bool, float]] = {}
         for b, instance_id in enumerate(ids):
             key = (int(step_of[owner[b]]), instance_id)
             if key in kept:
@@ -241,6 +252,9 @@ class _Builder:
                 kept[key] = b
             if pixels[b] >= 0:
                 seen_pixels[key] = seen_pixels.get(key, 0) + int(pixels[b])
+            best[key] = max(best.get(key, (False, 0.0)), (bool(pixels[b] >= 0), float(fraction[b])))
+        keys = sorted(kept)
+        level = dict(zip(keys, visibility_token(np.array([best[k][1] for k in keys])).tolist()))
 
         chains: Dict[str, List[SampleAnnotation]] = {}
         labels_of: Dict[str, str] = {}
@@ -252,9 +266,9 @@ class _Builder:
             chains.setdefault(instance_token, []).append(SampleAnnotation(
                 token=token("sample_annotation", scene_key, step_index, instance_id),
                 sample_token=sample_tokens[step_index], instance_token=instance_token,
-                visibility_token="", attribute_tokens=[], translation=translation[b].tolist(),
-                size=size[b].tolist(), rotation=rotation[b].tolist(), prev="", next="",
-                num_lidar_pts=1 if visible is None else visible, num_radar_pts=0))
+                visibility_token=level[step_index, instance_id], attribute_tokens=[],
+                translation=translation[b].tolist(), size=size[b].tolist(), rotation=rotation[b].tolist(),
+                prev="", next="", num_lidar_pts=1 if visible is None else visible, num_radar_pts=0))
         for instance_token, chain in chains.items():
             _link(chain, key=lambda a: a.instance_token)
             self.tables.instance.append(Instance(

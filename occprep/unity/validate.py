@@ -186,9 +186,7 @@ def _check_solo_frame(findings: _Findings, path: Path, frame: solo.Frame, number
         findings.add("steps", path, "sequence", f"sequence field {frame.sequence} disagrees with the folder "
                      f"sequence.{number}; the folder is used", "", status="warn")
     for k, metric in enumerate(frame.metrics):
-        if defined["metric"] is not None and metric.id not in defined["metric"]:
-            findings.add("definitions", path, f"metrics[{k}]", f"metric id {metric.id!r} is not in "
-                         "metric_definitions.json", "add its definition or regenerate the dataset")
+        _check_defined(findings, path, f"metrics[{k}]", "metric", metric.id, defined)
     for c, capture in enumerate(frame.captures):
         where = f"captures[{c}]"
         if defined["sensor"] is not None and capture.id not in defined["sensor"]:
@@ -202,12 +200,18 @@ def _check_solo_frame(findings: _Findings, path: Path, frame: solo.Frame, number
             if problem:
                 findings.add("projection", path, where, problem, "use a perspective camera")
         for a, annotation in enumerate(capture.annotations):
-            if defined["annotation"] is not None and annotation.id not in defined["annotation"]:
-                findings.add("definitions", path, f"{where}.annotations[{a}]", f"annotation id {annotation.id!r} "
-                             "is not in annotation_definitions.json", "add its definition or regenerate the dataset")
+            _check_defined(findings, path, f"{where}.annotations[{a}]", "annotation", annotation.id, defined)
             if annotation.type.endswith("BoundingBox3DAnnotation"):
                 _check_boxes(findings, path, f"{where}.annotations[{a}]",
                              lambda: solo._boxes_decoder.decode(annotation.values) or [], lambda b: b.rotation)
+
+
+def _check_defined(findings: _Findings, path: Path, where: str, kind: str, id_: str,
+                   defined: Dict[str, Optional[Set[str]]]) -> None:
+    """A finding when a SOLO `kind` ('annotation' or 'metric') id is missing from its definition file."""
+    if defined[kind] is not None and id_ not in defined[kind]:
+        findings.add("definitions", path, where, f"{kind} id {id_!r} is not in {kind}_definitions.json",
+                     "add its definition or regenerate the dataset")
 
 
 def _check_boxes(findings: _Findings, path: Path, where: str, decode, rotation_of) -> None:
