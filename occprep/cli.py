@@ -156,19 +156,12 @@ def inspect_command(reporter: Reporter, pkl: Path, as_json: bool, all_paths: boo
 def show_command(reporter: Reporter, pkl: Path, token: str, index: int, out: Path, data_root: Path,
                  no_occupancy: bool) -> None:
     """Draw one sample: boxes, velocities, camera frusta in the LiDAR frame, and its occupancy from above."""
-    from occprep.inspection import LEGACY, unwrap_infos
-    from occprep.occupancy import PathLocator
-    from occprep.pickles import load_pickle
-    from occprep.show import describe, load_top_view, render, select_info, write_png
+    from occprep.show import show_sample
 
-    generation, infos, _ = unwrap_infos(pkl, load_pickle(pkl))
-    if generation != LEGACY:
-        raise OccprepError(f"{pkl}: show draws legacy infos (infos/metadata); this is {generation}")
-    info = select_info(infos, token, index, pkl)
-    top_view = None if no_occupancy else load_top_view(info, PathLocator(data_root or pkl.parent))
-    write_png(render(info, top_view, describe(info, pkl)), out)
-    reporter.finish({"out": str(out), "token": info.get("token"), "occupancy": str(top_view.source) if top_view
-                     else None}, [f"wrote {out}" + (f" (occupancy from {top_view.source})" if top_view else "")])
+    shown = show_sample(pkl, token, index, out, data_root, occupancy=not no_occupancy)
+    occupancy = f" (occupancy from {shown.occupancy})" if shown.occupancy else ""
+    reporter.finish({"out": str(shown.out), "token": shown.token,
+                     "occupancy": str(shown.occupancy) if shown.occupancy else None}, [f"wrote {out}{occupancy}"])
 
 
 @cli.command("create-infos")

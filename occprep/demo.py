@@ -51,11 +51,25 @@ def merge_occ_step(fmt: str, occ_folder: str, out: Path, reporter: Reporter) -> 
     return summarize(result)[1]
 
 
+def show_step(out: Path, reporter: Reporter) -> List[str]:
+    """A picture of one val sample with its OpenOcc v1 occupancy, and what to try next."""
+    from occprep.show import show_sample
+
+    root = data_root(out)
+    merged = root / "occ_gt_release_v1_0" / "nuscenes_infos_temporal_val_occ_gt.pkl"
+    shown = show_sample(merged, None, 0, Path(out) / "sample.png", data_root=root.parent)
+    return [f"wrote {shown.out} (sample {shown.token})",
+            f"next: occprep check --root-path {root / 'nuscenes'} --canbus {root}",
+            f"      occprep inspect {merged}",
+            f"      occprep show {merged} --index 5 --out sample5.png"]
+
+
 STEPS: List[Tuple[str, Callable[[Path, Reporter], List[str]]]] = [
     ("synth", synth_step),
     ("create-infos", create_infos_step),
     ("merge-occ openocc-v1", functools.partial(merge_occ_step, "openocc-v1", "occ_gt_release_v1_0")),
     ("merge-occ occ3d", functools.partial(merge_occ_step, "occ3d", "nuscenes")),
+    ("show", show_step),
 ]
 """(name, step) in running order."""
 

@@ -58,10 +58,9 @@ def dumps(obj: Any) -> bytes:
 
 
 def dump_pickle(obj: Any, path: Path) -> None:
-    """Write `obj` to `path` atomically (see `dumps`)."""
-    data = dumps(obj)
+    """Write `obj` to `path` atomically, streaming rather than building the bytes (see `dumps`)."""
     with atomic_write(path) as handle:
-        handle.write(data)
+        _PortablePickler(handle, protocol=PROTOCOL).dump(obj)
 
 
 class _SafeUnpickler(pickle.Unpickler):

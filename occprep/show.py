@@ -246,3 +246,30 @@ def describe(info: dict, path: Path) -> str:
         parts.append(f"t = {info['timestamp']} µs")
     return f"{path.name}\n" + "  |  ".join(parts)
 
+
+@dataclass(frozen=True)
+class Shown:
+    """What `show_sample` drew: the picture's path, the sample token and the occupancy file, if any."""
+
+    out: Path
+    token: str
+    occupancy: Optional[Path]
+
+
+def show_sample(pkl: Path, token: Optional[str], index: Optional[int], out: Path,
+                data_root: Optional[Path] = None, occupancy: bool = True) -> Shown:
+    """Draw the info of `pkl` with sample `token` (or at `index`) into the PNG `out`.
+
+    Relative occupancy paths are looked up from the current directory, then from `data_root`
+    (default: the pickle's folder) and its parents.
+    """
+    from occprep.inspection import LEGACY, unwrap_infos
+    from occprep.pickles import load_pickle
+
+    generation, infos, _ = unwrap_infos(pkl, load_pickle(pkl))
+    if generation != LEGACY:
+        raise OccprepError(f"{pkl}: show draws legacy infos (infos/metadata); this is {generation}")
+    info = select_info(infos, token, index, pkl)
+    top_view = load_top_view(info, PathLocator(data_root or pkl.parent)) if occupancy else None
+    write_png(render(info, top_view, describe(info, pkl)), out)
+    return Shown(out, str(info.get("token")), top_view.source if top_view else None)

@@ -26,3 +26,5 @@ def test_demo_runs_every_step(tmp_path, monkeypatch):
     assert summary["steps"] == [name for name, _ in STEPS] and summary["steps"][:2] == ["synth", "create-infos"]
     infos = load_pickle(tmp_path / "demo" / "data" / "nuscenes" / "nuscenes_infos_temporal_train.pkl")["infos"]
     assert len(infos) == 3 and "[create-infos]" in lines
+    assert (tmp_path / "demo" / "sample.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any(line.startswith("next: occprep check") for line in lines)

@@ -13,6 +13,7 @@ import pytest
 import devkit_oracle as oracle
 from occprep.cli import main
 from occprep.pickles import load_pickle
+from helpers import run_cli
 from test_pickles import pickle_globals
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -20,18 +21,6 @@ SCENE = SHARED / "nuscenes-mini-scene-0916"
 VENV2_PYTHON = Path("/work/venv2/bin/python")
 
 pytestmark = pytest.mark.skipif(not SCENE.is_dir(), reason=f"shared data not found at {SCENE}")
-
-
-def run_cli(args, monkeypatch, capsys):
-    """Run `occprep ARGS` in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["occprep", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def lay_out(base: Path) -> Path:

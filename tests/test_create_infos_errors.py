@@ -6,7 +6,8 @@ import shutil
 import pytest
 
 from occprep.pickles import load_pickle
-from test_create_infos import SCENE, copy_scene, run_cli
+from helpers import run_cli
+from test_create_infos import SCENE, copy_scene
 
 pytestmark = pytest.mark.skipif(not SCENE.is_dir(), reason=f"shared data not found at {SCENE}")
 

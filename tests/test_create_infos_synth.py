@@ -16,7 +16,7 @@ from occprep.records import CanBus
 from occprep.splits import plan_from_file
 from occprep.synth import synthesize
 from occprep.tables import read_tables
-from test_create_infos import run_cli
+from helpers import run_cli
 
 NO_CAN_BUS = "scene-0553"
 

@@ -2,13 +2,12 @@ import json
 import os
 import pickle
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from occprep.cli import main
+from helpers import run_cli
 from occprep.pickles import dump_pickle, load_pickle
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -100,13 +99,8 @@ def occ3d(tmp_path, monkeypatch):
 
 def run(capsys, monkeypatch, *args):
     """Run the CLI as a user would; returns (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["occprep", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    return code, err
 
 
 OPENOCC_ARGS = ("merge-occ", "--infos-dir", "data/nuscenes", "--occ-root", "data/occ_gt_release_v1_0")
