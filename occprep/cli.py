@@ -226,7 +226,8 @@ def create_infos_command(reporter: Reporter, root_path: str, out_dir: Path, extr
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
 @click.option("--occ", default=None,
               help="Comma-separated occupancy formats: openocc-v1,occ3d; empty for none. "
-                   "Default: both for v1.0-mini, none for v1.0-trainval (disk per keyframe: OpenOcc v1 ~2.5 MB, Occ3D ~15 KB). "
+                   "Default: both for v1.0-mini, none for v1.0-trainval (disk per keyframe: OpenOcc v1 ~1.3 MB, "
+                   "Occ3D ~20 KB). "
                    "Test scenes never get occupancy.")
 @click.option("--blobs", type=click.Choice(["none", "empty", "tiny"]), default="none", show_default=True,
               help="Sensor files at every sample_data filename: none; empty (zero bytes); tiny (grey 1600x900 "
