@@ -8,9 +8,12 @@ something other stages need (sweeps, occupancy); `skip` a check the flags turned
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 import re
 from collections import Counter, defaultdict
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -190,8 +193,13 @@ FOREIGN_KEYS = (
 """The references between nuScenes tables that readers (the devkit, create-infos) follow."""
 
 _READ_ORDER = ("sensor", "calibrated_sensor", "attribute", "category", "visibility", "log", "map", "scene", "sample",
-               "ego_pose", "sample_annotation", "instance", "sample_data")
-"""sample_data after sensor and calibrated_sensor: its files are sorted by channel."""
+               "instance", "ego_pose", "sample_annotation", "sample_data")
+"""sample_data after sensor and calibrated_sensor: its files are sorted by channel; the big tables last."""
+
+_BIG_TABLES = ("ego_pose", "sample_annotation", "sample_data")
+PARALLEL_BYTES = 64 << 20
+"""Big tables of at least this size are read side by side in worker processes (one per core),
+while the small tables are read here: on trainval, the table checks take half the time."""
 
 _OTHER_FIELDS = {"map": ("filename", "log_tokens"), "scene": ("name",), "sensor": ("channel",)}
 """Fields the checks read besides tokens and foreign keys (and sample_data's files, for the blob check)."""
@@ -290,6 +298,13 @@ class VersionIndex:
     files: Dict[str, List[str]] = field(default_factory=lambda: {"needed": [], "other": [], "sweeps": []})
     """'needed' (LiDAR/camera keyframes), 'other' (other keyframes), 'sweeps' -> sample_data filenames."""
 
+    def merge(self, part: "VersionIndex") -> None:
+        """Add what `part` holds of the big tables (see `_read_big_table`)."""
+        self.tokens.update(part.tokens)
+        self.references.update(part.references)
+        for group, names in part.files.items():
+            self.files[group] += names
+
 
 def _read_version(root: Path, version: str, config: DatasetConfig, keep_files: bool,
                   reporter: Reporter) -> Tuple[Optional[VersionIndex], List[Finding]]:
@@ -298,21 +313,51 @@ def _read_version(root: Path, version: str, config: DatasetConfig, keep_files: b
     item = (str(root), version)
     index = VersionIndex()
     findings = []
-    for name in reporter.progress(_READ_ORDER, desc=f"{version} tables", unit="table"):
-        path = root / version / f"{name}.json"
-        if not path.is_file():
-            findings.append(Finding(item + (path.name,), "error", "missing",
-                                    f"{version}/ is incomplete: extract {_meta_archive(version)} again"))
-            continue
-        try:
-            count = _add_table(index, root / version, name, config, keep_files)
-        except OccprepError as exc:
-            findings.append(Finding(item + (path.name,), "error", f"does not parse: {exc}",
-                                    f"the file is damaged: extract {_meta_archive(version)} again"))
-            continue
-        findings.append(Finding(item + (path.name,), "ok", f"{count:,} records"))
+    started: Dict[str, Future] = {}
+    with contextlib.ExitStack() as workers:
+        for name in reporter.progress(_READ_ORDER, desc=f"{version} tables", unit="table"):
+            path = root / version / f"{name}.json"
+            if not path.is_file():
+                findings.append(Finding(item + (path.name,), "error", "missing",
+                                        f"{version}/ is incomplete: extract {_meta_archive(version)} again"))
+                continue
+            try:
+                if name in started:
+                    count, part = started[name].result()
+                    index.merge(part)
+                else:
+                    count = _add_table(index, root / version, name, config, keep_files)
+            except OccprepError as exc:
+                findings.append(Finding(item + (path.name,), "error", f"does not parse: {exc}",
+                                        f"the file is damaged: extract {_meta_archive(version)} again"))
+                continue
+            findings.append(Finding(item + (path.name,), "ok", f"{count:,} records"))
+            if name == "calibrated_sensor":
+                started = _start_big_tables(workers, root / version, index, config, keep_files)
     findings.sort(key=lambda f: f.item)
     return (index if len(index.tokens) == len(TABLE_TYPES) else None), findings
+
+
+def _start_big_tables(workers: contextlib.ExitStack, version_dir: Path, index: VersionIndex, config: DatasetConfig,
+                      keep_files: bool) -> Dict[str, Future]:
+    """Start reading the big tables of at least `PARALLEL_BYTES` in worker processes, biggest first,
+    when there are at least two of them and two cores; table -> its (count, part) to come."""
+    sizes = {name: (version_dir / f"{name}.json").stat().st_size
+             for name in _BIG_TABLES if (version_dir / f"{name}.json").is_file()}
+    big = sorted((name for name, size in sizes.items() if size >= PARALLEL_BYTES), key=sizes.get, reverse=True)
+    processes = min(len(big), os.cpu_count() or 1)
+    if processes < 2:
+        return {}
+    pool = workers.enter_context(ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")))
+    return {name: pool.submit(_read_big_table, version_dir, name, config, keep_files, index.channel_of_calibration)
+            for name in big}
+
+
+def _read_big_table(version_dir: Path, name: str, config: DatasetConfig, keep_files: bool,
+                    channel_of_calibration: Dict[str, str]) -> Tuple[int, VersionIndex]:
+    """Table `name` read into an index of its own (in a worker process): (number of records, index)."""
+    part = VersionIndex(channel_of_calibration=channel_of_calibration)
+    return _add_table(part, version_dir, name, config, keep_files), part
 
 
 def _add_table(index: VersionIndex, version_dir: Path, name: str, config: DatasetConfig, keep_files: bool) -> int:

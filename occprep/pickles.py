@@ -36,6 +36,10 @@ _ALLOWED_GLOBALS = {
 }
 
 
+_EMPTY_ARRAY_ARGS = ((0,), np.dtype("b"))
+"""`numpy.ndarray(*args)`: the empty array that `__setstate__` then fills."""
+
+
 class _PortablePickler(pickle.Pickler):
     """Pickles arrays as `numpy.ndarray` + `__setstate__`, the form every numpy version reads."""
 
@@ -44,7 +48,7 @@ class _PortablePickler(pickle.Pickler):
             if obj.dtype.hasobject:
                 raise TypeError("object arrays cannot be written portably")
             _, _, state = obj.__reduce__()
-            return np.ndarray, ((0,), np.dtype("b")), state
+            return np.ndarray, _EMPTY_ARRAY_ARGS, state
         if isinstance(obj, np.generic):
             raise TypeError(f"numpy scalar {obj!r} must be converted to a Python number first")
         return NotImplemented

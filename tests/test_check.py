@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import occprep.check
 import occprep.tables
 from occprep.check import FOREIGN_KEYS, Finding, passed, render_tree
 from occprep.cli import cli
@@ -148,14 +149,17 @@ def test_dangling_foreign_keys_are_named(tmp_path, tables):
                         "sample_annotation.attribute_tokens: 1 token(s) not in attribute.json (e.g. no-such-attribute)"]
 
 
-@pytest.mark.parametrize("batched", [False, True], ids=["whole", "batched"])
-def test_dangling_hex_tokens_are_named_exactly(tmp_path, tables, monkeypatch, batched):
+@pytest.mark.parametrize("reading", ["whole", "batched", "parallel"])
+def test_dangling_hex_tokens_are_named_exactly(tmp_path, tables, monkeypatch, reading):
     """Well-formed 32-hex tokens take the packed (16-byte key) path: a token that differs from a real
     one in its last digit, a real token in upper case and a prev from another table all dangle,
-    whether tables are decoded whole or (as big trainval files are) in batches."""
-    if batched:
+    whether tables are decoded whole, in batches or (as big trainval files are) in worker processes."""
+    if reading == "batched":
         monkeypatch.setattr(occprep.tables, "SPLIT_DECODE_BYTES", 0)
         monkeypatch.setattr(occprep.tables, "DECODE_BATCH", 7)
+    if reading == "parallel":
+        monkeypatch.setattr(occprep.check, "PARALLEL_BYTES", 0)
+        monkeypatch.setattr(occprep.check.os, "cpu_count", lambda: 2)
     sample_data = [dict(sd) for sd in tables["sample_data"]]
     pose = sample_data[3]["ego_pose_token"]
     sample_data[3]["ego_pose_token"] = pose[:-1] + ("0" if pose[-1] != "0" else "1")
@@ -190,6 +194,18 @@ def test_unparsable_and_missing_tables(tmp_path):
     assert by_item[("data/nuscenes", "v1.0-mini", "log.json")]["message"].startswith("does not parse")
     assert by_item[("data/nuscenes", "v1.0-mini", "visibility.json")]["message"] == "missing"
     assert not any(f["item"][-1] == "foreign keys" for f in rep["findings"])
+
+
+def test_a_big_table_damaged_in_a_worker_process_is_named(tmp_path, tables, monkeypatch):
+    monkeypatch.setattr(occprep.check, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(occprep.check.os, "cpu_count", lambda: 2)
+    make_tree(tmp_path, replace={"sample_data": json.dumps(tables["sample_data"])[:-40]})
+    result, rep = report(tmp_path, "--no-blobs")
+    assert result.exit_code == 1
+    by_item = {tuple(f["item"]): f for f in rep["findings"]}
+    assert by_item[("data/nuscenes", "v1.0-mini", "sample_data.json")]["message"].startswith(
+        "does not parse: data/nuscenes/v1.0-mini/sample_data.json: malformed JSON")
+    assert by_item[("data/nuscenes", "v1.0-mini", "ego_pose.json")]["status"] == "ok"
 
 
 def test_requested_version_missing_names_the_metadata_archive(tmp_path):
