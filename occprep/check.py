@@ -278,7 +278,7 @@ class TokenSet:
 class VersionIndex:
     """What the later checks need from one version's tables; the records themselves are not kept.
 
-    Tables are read in batches of records (`read_records`), each reduced to token sets as it is
+    Tables are read in batches of records (`iter_record_batches`), each reduced to token sets as it is
     decoded, so a trainval check holds one table's raw JSON plus 16 bytes per token.
     """
 

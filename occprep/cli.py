@@ -161,7 +161,7 @@ def show_command(reporter: Reporter, pkl: Path, token: str, index: int, out: Pat
     shown = show_sample(pkl, token, index, out, data_root, occupancy=not no_occupancy)
     occupancy = f" (occupancy from {shown.occupancy})" if shown.occupancy else ""
     reporter.finish({"out": str(shown.out), "token": shown.token,
-                     "occupancy": str(shown.occupancy) if shown.occupancy else None}, [f"wrote {out}{occupancy}"])
+                     "occupancy": str(shown.occupancy) if shown.occupancy else None}, [f"wrote {shown.out}{occupancy}"])
 
 
 @cli.command("create-infos")

@@ -367,4 +367,4 @@ def test_check_reports_mixed_versions_steps_and_quaternions(tmp_path):
     messages = " | ".join(m for _, _, m in problems)
     assert "the dataset mixes '0.0.1', '0.0.2'" in messages
     assert "sensor.rotation [0.0, 0.0, 0.0, 2.0] has length 2, not 1" in messages
-    assert f"also appears in" in messages
+    assert "also appears in" in messages
