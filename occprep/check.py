@@ -25,6 +25,7 @@ import numpy as np
 from occprep.blobs import missing_files
 from occprep.config import DatasetConfig
 from occprep.errors import OccprepError
+from occprep.layout import fix_canbus, fix_occ_root, fix_root_path, misplaced_sensor_folders
 from occprep.occupancy import openocc_index_path, read_openocc_index, scan_occ3d_tree
 from occprep.reporting import Reporter
 from occprep.splits import devkit_scene_lists
@@ -116,13 +117,14 @@ def _check_root(root: Path) -> List[Finding]:
     if not root.is_dir():
         return [Finding(item, "error", "not found",
                         "--root-path must name the nuScenes folder (the one holding v1.0-*/, samples/, sweeps/, maps/)")]
+    fix = fix_root_path(str(root))
+    if fix is not None:
+        return [Finding(item, "error", f"no v1.0-* version folder here: this is {fix.what}", f"use {fix.flags}")]
     if not _version_dirs(root):
-        nested = [d for d in (root / "nuscenes", *sorted(root.iterdir())) if d.is_dir() and _version_dirs(d)]
-        fix = (f"--root-path must name the folder holding the v1.0-* folders: use --root-path {nested[0]}"
-               if nested else "extract the metadata archive (v1.0-trainval_meta.tgz, v1.0-test_meta.tgz or "
-               "v1.0-mini.tgz) into this folder: it holds v1.0-*/ and maps/; the blob archives only hold samples/ "
-               "and sweeps/")
-        return [Finding(item, "error", "no v1.0-* version folder here", fix)]
+        return [Finding(item, "error", "no v1.0-* version folder here",
+                        "extract the metadata archive (v1.0-trainval_meta.tgz, v1.0-test_meta.tgz or v1.0-mini.tgz) "
+                        "into this folder: it holds v1.0-*/ and maps/; the blob archives only hold samples/ and "
+                        "sweeps/")]
     return []
 
 
@@ -456,10 +458,11 @@ def _blob_finding(request: CheckRequest, item: Tuple[str, ...], version: str, fi
     if not missing:
         return Finding(item, "ok", f"{version}: all {len(filenames):,} {what} files present")
     folders = ", ".join(f"{d} ({n:,})" for d, n in missing.most_common(3))
+    moved = misplaced_sensor_folders(str(request.root_path))
+    fix = moved or (f"{item[-1]}/ comes from the blob archives ({_blob_archives(version)}), not the metadata archive: "
+                    f"extract all of them into {request.root_path}; one part missing leaves whole scenes out")
     return Finding(item, severity, f"{version}: {sum(missing.values()):,} of {len(filenames):,} {what} files "
-                   f"missing: {folders}",
-                   f"{item[-1]}/ comes from the blob archives ({_blob_archives(version)}), not the metadata archive: "
-                   f"extract all of them into {request.root_path}; one part missing leaves whole scenes out")
+                   f"missing: {folders}", fix)
 
 
 # ----------------------------------------------------------------------------- CAN bus
@@ -468,14 +471,17 @@ def _blob_finding(request: CheckRequest, item: Tuple[str, ...], version: str, fi
 def _check_canbus(canbus: Path, root_path: Path, scenes: List[Tuple[str, str]], config: DatasetConfig,
                   test_scenes: Sequence[str]) -> List[Finding]:
     """Which scenes have `can_bus/{scene}_pose.json`; blacklisted and test scenes are expected to lack it."""
+    fix = fix_canbus(str(canbus), str(root_path))
+    if fix is not None:
+        taken = f" (create-infos takes {fix.corrected} and says so)" if fix.certain else ""
+        return [Finding((str(canbus),), "warn" if fix.certain else "error",
+                        f"no can_bus/ with *_pose.json here: this is {fix.what}", f"use {fix.flags}{taken}")]
     folder = canbus / "can_bus"
     item = (str(folder),)
     if not folder.is_dir():
-        return [Finding(item, "error", "not found", _canbus_fix(canbus, root_path))]
+        return [Finding(item, "error", "not found", "--canbus must name the folder that contains can_bus/; download "
+                        "the CAN bus expansion (can_bus.zip) and unzip it there")]
     present = {p.name[: -len("_pose.json")] for p in folder.glob("*_pose.json")}
-    if not present and any((folder / "can_bus").glob("*_pose.json")):
-        return [Finding(item, "error", "no *_pose.json here, but can_bus/can_bus/ holds them",
-                        f"--canbus must name the folder that contains can_bus/: use --canbus {folder}")]
     test_scenes = set(test_scenes)
     blacklist = set(config.can_bus_blacklist)
     covered, expected_gaps, missing = [], [], []
@@ -500,16 +506,6 @@ def _check_canbus(canbus: Path, root_path: Path, scenes: List[Tuple[str, str]], 
     return [Finding(item, "ok", summary)]
 
 
-def _canbus_fix(canbus: Path, root_path: Path) -> str:
-    rule = "--canbus must name the folder that contains can_bus/"
-    if canbus.name == "can_bus" and any(canbus.glob("*_pose.json")):
-        return f"{rule}: use --canbus {canbus.parent}"
-    for candidate in (root_path, root_path.parent):
-        if (candidate / "can_bus").is_dir():
-            return f"{rule}: use --canbus {candidate}"
-    return f"{rule}; download the CAN bus expansion (can_bus.zip) and unzip it there"
-
-
 def _some(names: Sequence[str], n: int = 5) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n:,} more" if len(names) > n else "")
 
@@ -525,9 +521,11 @@ def _check_occupancy(request: CheckRequest, samples_by_scene: Dict[str, List[str
     found = [c for c in candidates if _is_openocc_root(c) or (c / "gts").is_dir()]
     if not found:
         if request.occ_root:
-            return [Finding((str(request.occ_root),), "error", "no occupancy ground truth here",
-                            "--occ-root must name occ_gt_release_v1_0/ (OpenOcc v1, holding occ_gt_{split}.json) "
-                            "or the folder that holds gts/ (Occ3D)")]
+            fix = fix_occ_root(str(request.occ_root), "openocc-v1") or fix_occ_root(str(request.occ_root), "occ3d")
+            return [Finding((str(request.occ_root),), "error", "no occupancy ground truth here"
+                            + (f": this is {fix.what}" if fix else ""),
+                            f"use {fix.flags}" if fix else "--occ-root must name occ_gt_release_v1_0/ (OpenOcc v1, "
+                            "holding occ_gt_{split}.json) or the folder that holds gts/ (Occ3D)")]
         return [Finding(("occupancy",), "skip", f"none found in {', '.join(str(c) for c in candidates)} "
                         "(pass --occ-root); only merge-occ needs it")]
     in_tree = {name for _, name in scenes}

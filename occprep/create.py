@@ -13,7 +13,7 @@ import contextlib
 import gc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -22,12 +22,14 @@ from occprep.canbus import CAN_BUS_MODES, can_bus_slots, read_can_bus
 from occprep.config import DatasetConfig, dataset_config
 from occprep.errors import OccprepError
 from occprep.infos import InfoWriter, info_file, info_pickle
+from occprep.layout import fix_canbus, fix_root_path, misplaced_sensor_folders, version_folders
+from occprep.names import check_names, closest, describe_unknown
 from occprep.pickles import dump_pickle
 from occprep.records import CanBus, Scan
 from occprep.reporting import Reporter
 from occprep.scan import read_scan_tables, scan
 from occprep.splits import OFFICIAL_VERSIONS, SplitPlan, official_plan, plan_from_file
-from occprep.tables import Tables
+from occprep.tables import Tables, read_table
 from occprep.temporal import temporal
 
 ALL_VERSIONS = {"v1.0": ("v1.0-trainval", "v1.0-test")}
@@ -63,6 +65,8 @@ class VersionInfos:
     """Scenes in no list of the split plan."""
     unlisted_split: Optional[str]
     """Where unlisted scenes went (None: left out)."""
+    empty: Dict[str, str] = field(default_factory=dict)
+    """Output split -> why it holds no infos (no scene of these tables belongs to it)."""
     outputs: List[str] = field(default_factory=list)
 
 
@@ -78,18 +82,31 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _missing_file_scenes(scanned, root_path: str, reporter: Reporter) -> Dict[str, Tuple[int, str]]:
-    """Scene name -> (number of missing keyframe files, the first one) for scenes missing any."""
+def _missing_file_scenes(scanned, root_path: str, version: str, reporter: Reporter) -> Dict[str, Tuple[int, str]]:
+    """Scene name -> (number of missing keyframe files, the first one) for scenes missing any.
+
+    Raises OccprepError when not one keyframe file exists: the root holds no sensor files at all.
+    """
     keyframes, readings = scanned.keyframes, scanned.readings
     rows = np.concatenate([keyframes.lidar[:, None], keyframes.cameras], axis=1)
     filenames = [readings.filename[r] for r in rows.ravel().tolist()]
     missing = missing_files(Path(root_path), filenames, reporter).reshape(rows.shape)
+    if missing.size and missing.all():
+        raise OccprepError(no_sensor_files(root_path, version, len(filenames), filenames[0]))
     found: Dict[str, Tuple[int, str]] = {}
     for s, c in np.argwhere(missing).tolist():
         name = scanned.scenes.name[keyframes.scene[s]]
         count, first = found.get(name, (0, filenames[s * rows.shape[1] + c]))
         found[name] = (count + 1, first)
     return found
+
+
+def no_sensor_files(root_path: str, version: str, count: int, example: str) -> str:
+    """The error for a dataset root that holds none of the keyframe files its tables name."""
+    fixes = misplaced_sensor_folders(root_path) or (
+        f"extract the blob archives (samples/, sweeps/) into {root_path}, or pass the --root-path that holds them")
+    return (f"{version}: none of the {count:,} keyframe LiDAR/camera files exists under {root_path} (e.g. {example}): "
+            f"the root holds no sensor files at all; {fixes} (or pass --no-file-check for a metadata-only copy)")
 
 
 def build_infos(tables: Tables, can_bus: CanBus, config: DatasetConfig, root_path: str, plan: SplitPlan,
@@ -120,7 +137,7 @@ def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_
 
         left_out: Dict[str, str] = {}
         if options.file_check:
-            for name, (count, first) in sorted(_missing_file_scenes(scanned, root_path, reporter).items()):
+            for name, (count, first) in sorted(_missing_file_scenes(scanned, root_path, version, reporter).items()):
                 reason = f"{count} keyframe file(s) missing under {root_path}, e.g. {first}"
                 if options.strict:
                     raise OccprepError(f"scene {name}: {reason} (--strict; drop --strict to leave such scenes "
@@ -134,6 +151,7 @@ def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_
         for name in unlisted:
             if plan.fallback is None:
                 left_out.setdefault(name, f"in no split of {plan.source}")
+        empty = _empty_splits(plan, scene_names, scene_split, left_out, version)
         writer = InfoWriter(scanned, geometry, slots, config, root_path)
         split_of_sample = [None if scene_names[i] in left_out else scene_split[i] for i in keyframes.scene.tolist()]
         splits = {}
@@ -147,7 +165,26 @@ def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_
     no_can_bus = {name: can_bus.missing.get(name, "no CAN bus data")
                   for name in sorted(used) if name not in can_bus.poses}
     return VersionInfos(version=version, splits=splits, scenes=len(set(sample_scene_name)), no_can_bus=no_can_bus,
-                        left_out=left_out, unlisted=unlisted, unlisted_split=plan.fallback)
+                        left_out=left_out, unlisted=unlisted, unlisted_split=plan.fallback, empty=empty)
+
+
+def _empty_splits(plan: SplitPlan, scene_names: List[str], scene_split: List[Optional[str]],
+                  left_out: Dict[str, str], version: str) -> Dict[str, str]:
+    """Split -> why it is empty, for the outputs of `plan` no scene of the tables belongs to.
+
+    Raises OccprepError for a split whose scenes were all left out: an output that would hold no
+    infos because of a problem is an error, never an empty file.
+    """
+    empty = {}
+    for split in plan.outputs:
+        members = [name for name, assigned in zip(scene_names, scene_split) if assigned == split]
+        if not members:
+            empty[split] = f"no scene of these tables belongs to it ({plan.describe(split)})"
+        elif all(name in left_out for name in members):
+            first = members[0]
+            raise OccprepError(f"{version} {split}: every one of its {len(members)} scene(s) was left out, so it would "
+                               f"be written empty ({first}: {left_out[first]}); nothing written")
+    return empty
 
 
 def _versions(root: Path, version: str, custom_splits: bool, reporter: Reporter) -> Tuple[List[str], List[str]]:
@@ -162,10 +199,14 @@ def _versions(root: Path, version: str, custom_splits: bool, reporter: Reporter)
             reporter.info(line)
         return present, skipped
     if version not in OFFICIAL_VERSIONS and not custom_splits:
-        known = ", ".join([*OFFICIAL_VERSIONS, *ALL_VERSIONS])
-        raise OccprepError(f"--version {version}: unknown version; use one of {known} (other versions need --splits FILE)")
+        known = [*OFFICIAL_VERSIONS, *ALL_VERSIONS]
+        raise OccprepError(f"--version {describe_unknown([version], known)}: unknown version; use one of "
+                           f"{', '.join(known)} (other versions need --splits FILE)")
     if not (root / version).is_dir():
-        raise OccprepError(f"--version {version}: no folder {root / version}; check --root-path and --version")
+        present = version_folders(root)
+        meant = (closest(version, present) or present)[:1]
+        hint = f"; use --version {meant[0]} (present: {', '.join(present)})" if meant else "; check --root-path"
+        raise OccprepError(f"--version {version}: no folder {root / version}{hint}")
     return [version], []
 
 
@@ -175,20 +216,22 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
     """The create-infos command: read, build every version, then write all pickles. Returns the
     summary (JSON-ready) and its text lines."""
     reporter = reporter or Reporter("create-infos", quiet=True)
-    root = Path(root_path)
-    if not root.is_dir():
-        raise OccprepError(f"--root-path {root_path}: folder not found")
-    if not (Path(canbus_root) / "can_bus").is_dir():
-        raise OccprepError(f"--canbus {canbus_root}: no can_bus/ folder in it; pass the folder that contains "
-                           "can_bus/ (the nuScenes CAN bus expansion)")
+    root = check_root_path(root_path)
+    canbus_root, notes = _canbus_root(canbus_root, root_path)
     config = dataset_config(config_name)
     custom_plan = plan_from_file(splits_file) if splits_file is not None else None
     versions, skipped = _versions(root, version, custom_plan is not None, reporter)
+    if custom_plan is not None:
+        custom_plan.check_scenes([s.name for v in versions for s in read_table(root / v, "scene")],
+                                 f"the {', '.join(versions)} tables")
 
     results = []
     for concrete in versions:
+        tables = read_scan_tables(root / concrete, config, reporter)
+        check_config_names(config, tables, config_name)
         with _gc_paused():
-            scanned = scan(read_scan_tables(root / concrete, config, reporter), config)
+            scanned = scan(tables, config)
+        del tables
         can_bus = read_can_bus(canbus_root, scanned.scenes.name, config, reporter)
         plan = custom_plan or official_plan(concrete)
         results.append(infos_from_scan(scanned, can_bus, config, root_path, plan, concrete, options, reporter,
@@ -196,7 +239,41 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
         del scanned, can_bus
 
     write_infos(results, Path(out_dir), extra_tag)
-    return summarize(results, skipped, reporter.elapsed)
+    return summarize(results, skipped, reporter.elapsed, notes)
+
+
+def check_config_names(config: DatasetConfig, tables: Tables, given: str) -> None:
+    """The channels and categories `config` names exist in `tables` (sensor.channel, category.name)."""
+    channels = {s.channel for s in tables.sensor}
+    check_names([config.lidar_channel, *config.camera_channels], channels, "sensor channel", f"--config {given}",
+                f"the tables' channels are {', '.join(sorted(channels))}; fix lidar_channel / camera_channels")
+    check_names(config.detection_names, {c.name for c in tables.category}, "category",
+                f"--config {given} detection_names", "use the tables' category.name values as its keys")
+
+
+def check_root_path(root_path: str) -> Path:
+    """The dataset root as a Path; a one-line error naming the corrected flag for the usual mix-ups."""
+    root = Path(root_path)
+    if not root.is_dir():
+        raise OccprepError(f"--root-path {root_path}: folder not found; give the nuScenes folder that holds "
+                           "v1.0-*/, maps/, samples/ and sweeps/")
+    fix = fix_root_path(root_path)
+    if fix is not None:
+        raise OccprepError(fix.message())
+    return root
+
+
+def _canbus_root(canbus_root: Path, root_path: str) -> Tuple[Path, List[str]]:
+    """The folder that contains can_bus/, and a summary note when a recognised mix-up was corrected."""
+    fix = fix_canbus(str(canbus_root), root_path)
+    if fix is not None and not fix.certain:
+        raise OccprepError(fix.message())
+    if fix is not None:
+        return Path(fix.corrected), [f"{fix.message()} (used {fix.corrected})"]
+    if not (Path(canbus_root) / "can_bus").is_dir():
+        raise OccprepError(f"--canbus {canbus_root}: no can_bus/ folder in it; pass the folder that contains "
+                           "can_bus/ (the nuScenes CAN bus expansion)")
+    return Path(canbus_root), []
 
 
 def write_infos(results: List[VersionInfos], out_dir: Path, extra_tag: str) -> None:
@@ -213,8 +290,10 @@ def write_infos(results: List[VersionInfos], out_dir: Path, extra_tag: str) -> N
                 result.outputs.append(str(path))
 
 
-def summarize(results: List[VersionInfos], skipped: List[str], wall_time: float) -> Tuple[dict, List[str]]:
-    """The closing summary as JSON-ready dict and text lines."""
+def summarize(results: List[VersionInfos], skipped: List[str], wall_time: float,
+              notes: Sequence[str] = ()) -> Tuple[dict, List[str]]:
+    """The closing summary as JSON-ready dict and text lines; `notes` (flags taken as corrected, ...)
+    come last."""
     lines = list(skipped)
     versions = []
     for r in results:
@@ -222,6 +301,7 @@ def summarize(results: List[VersionInfos], skipped: List[str], wall_time: float)
         lines.append(f"{r.version}: {sum(counts.values())} samples in {r.scenes} scenes ("
                      + ", ".join(f"{split} {n}" for split, n in counts.items()) + ")")
         lines.extend(f"  wrote {path}" for path in r.outputs)
+        lines.extend(f"  {split} is empty: {why}" for split, why in r.empty.items())
         for title, named in (("without CAN bus (zeros)", r.no_can_bus), ("left out", r.left_out)):
             if named:
                 lines.append(f"  {len(named)} scene(s) {title}:")
@@ -232,6 +312,8 @@ def summarize(results: List[VersionInfos], skipped: List[str], wall_time: float)
         versions.append({"version": r.version, "samples": counts, "scenes": r.scenes,
                          "scenes_without_can_bus": r.no_can_bus, "scenes_left_out": r.left_out,
                          "scenes_in_no_list": r.unlisted, "scenes_in_no_list_split": r.unlisted_split,
+                         "empty_splits": r.empty,
                          "outputs": r.outputs})
+    lines.extend(notes)
     lines.append(f"wall time {wall_time:.1f} s")
-    return {"versions": versions, "skipped": skipped}, lines
+    return {"versions": versions, "skipped": skipped, "notes": list(notes)}, lines

@@ -26,6 +26,8 @@ from typing import Dict, List, Optional, Tuple
 from occprep.config import occupancy_format
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write
+from occprep.layout import fix_occ_root
+from occprep.names import closest
 from occprep.occupancy import (
     FORMATS,
     LAYOUTS,
@@ -223,6 +225,12 @@ def _coverage_problem(splits: List[SplitMerge], options: MergeOptions, locator: 
     if mismatch:
         return (f"{len(mismatch)} infos name another scene than the ground truth release: {_first(mismatch)}; "
                 "the infos and the release do not belong together")
+    for s in splits:
+        if s.total and not s.with_gt:
+            cause = (f"none of its {s.total} infos has an entry in {s.index_source}" if s.missing_gt == s.tokens else
+                     f"no info has both an entry in {s.index_source} and its files on disk ({locator.describe()})")
+            return (f"{s.split}: {cause} ({_first(s.missing_gt or s.missing_files)}), so its merged pickle would be "
+                    f"empty; nothing written (do the infos and --occ-root belong to the same dataset and version?)")
     if options.allow_missing:
         return None
     parts = []
@@ -251,6 +259,37 @@ def _check_options(options: MergeOptions) -> None:
     if not Path(options.occ_root).is_dir():
         raise OccprepError(f"--occ-root {options.occ_root}: directory not found (the folder of the downloaded "
                            "occupancy release)")
+    fix = fix_occ_root(options.occ_root, options.format)
+    if fix is not None:
+        raise OccprepError(fix.message())
+    _check_infos_files(options)
+
+
+def _check_infos_files(options: MergeOptions) -> None:
+    """Every requested split's infos file exists; else name the tags and splits that do (or where they are)."""
+    wanted = {split: infos_path(options, split) for split in options.splits}
+    absent = [split for split, path in wanted.items() if not path.is_file()]
+    if not absent:
+        return
+    found = sorted(Path(options.infos_dir).glob("*_infos_temporal_*.pkl"))
+    tags = sorted({p.name.split("_infos_temporal_")[0] for p in found})
+    first = wanted[absent[0]]
+    if tags and options.extra_tag not in tags:
+        hint = (f"{options.infos_dir} holds infos tagged {', '.join(tags)}: use --extra-tag "
+                f"{(closest(options.extra_tag, tags) or tags)[0]}")
+    elif found:
+        hint = f"{options.infos_dir} holds {', '.join(p.name for p in found)}; pass --splits for those"
+    else:
+        nearby = _dirs_with_infos(Path(options.infos_dir), options.extra_tag)
+        hint = (f"they are in {nearby[0]}: use --infos-dir {nearby[0]}" if nearby else
+                "create them with `occprep create-infos`, or pass the right --infos-dir / --extra-tag")
+    raise OccprepError(f"{first}: infos file not found ({len(absent)} of {len(wanted)} requested splits); {hint}")
+
+
+def _dirs_with_infos(folder: Path, extra_tag: str) -> List[Path]:
+    """Folders one level above or below `folder` that hold `{extra_tag}_infos_temporal_*.pkl`."""
+    candidates = [folder.parent, *(sorted(d for d in folder.iterdir() if d.is_dir()))]
+    return [d for d in candidates if any(d.glob(f"{extra_tag}_infos_temporal_*.pkl"))]
 
 
 def merge_occ(options: MergeOptions, reporter: Reporter) -> MergeResult:
@@ -317,6 +356,8 @@ def summarize(result: MergeResult) -> Tuple[dict, List[str]]:
         if without:
             line += (f", {s.total - s.with_gt} without ({len(s.missing_gt)} not in the release, "
                      f"{len(s.missing_files)} files missing; {_scene_counts(without)})")
+        if not s.total:
+            line += f" (empty: {s.infos_path.name} holds no infos)"
         lines.append(line + (f" -> {s.output_path}" if s.written else " (not written)"))
     unused_total = sum(sum(c.values()) for c in result.unused_gt.values())
     report["gt_without_info"] = {str(source): {"samples": sum(c.values()), "scenes": dict(sorted(c.items()))}

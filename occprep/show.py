@@ -19,6 +19,7 @@ from occprep.config import OccupancyFormat, occupancy_format
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write
 from occprep.geometry import apply_inverse, rotation_matrices
+from occprep.names import check_names
 from occprep.occupancy import PathLocator
 
 DPI = 100
@@ -70,10 +71,10 @@ def select_info(infos: Sequence[dict], token: Optional[str], index: Optional[int
     if (token is None) == (index is None):
         raise OccprepError("give exactly one of --token T or --index I")
     if token is not None:
-        found = next((info for info in infos if info.get("token") == token), None)
-        if found is None:
-            raise OccprepError(f"{path}: no info with token {token}; `occprep inspect {path}` lists what it holds")
-        return found
+        tokens = [str(info.get("token")) for info in infos]
+        check_names([token], tokens, "sample token", f"--token {token}",
+                    f"{path} holds {len(infos)} infos; `occprep inspect {path}` lists what it holds")
+        return infos[tokens.index(token)]
     if not -len(infos) <= index < len(infos):
         raise OccprepError(f"--index {index}: {path} holds {len(infos)} infos (0 to {len(infos) - 1})")
     return infos[index]

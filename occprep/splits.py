@@ -10,12 +10,13 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from occprep.errors import OccprepError
 from occprep.fileio import read_json
+from occprep.names import check_names
 
 OFFICIAL_VERSIONS: Dict[str, Tuple[Tuple[str, str], ...]] = {
     "v1.0-trainval": (("train", "train"), ("val", "val")),
@@ -36,12 +37,24 @@ class SplitPlan:
     """Split of scenes in no list (the reference: val, or test); None leaves them out."""
     source: str
     """Where the lists come from, for messages."""
+    list_names: Dict[str, str] = field(default_factory=dict)
+    """Output split -> the name of its list in `source` (when it differs from the split's)."""
 
     def assign(self, scene_names: Sequence[str]) -> Tuple[List[Optional[str]], List[str]]:
         """The split of each scene (None: left out) and the scenes that are in no list."""
         splits = [self.scene_split.get(name, self.fallback) for name in scene_names]
         unlisted = sorted(name for name in scene_names if name not in self.scene_split)
         return splits, unlisted
+
+    def describe(self, split: str) -> str:
+        """Where the scenes of output `split` are listed, for messages ('nuscenes-devkit list mini_val')."""
+        return f"{self.source}: list {self.list_names.get(split, split)!r}"
+
+    def check_scenes(self, present: Sequence[str], tables: str) -> None:
+        """Raise an error naming every listed scene that is not in `present` (the scenes of `tables`),
+        with the closest existing names; nothing is dropped silently."""
+        check_names(self.scene_split, set(present), "scene", self.source,
+                    f"{tables} hold {len(set(present))} scene(s); fix the names in {self.source}")
 
 
 def devkit_scene_lists() -> Dict[str, List[str]]:
@@ -72,8 +85,8 @@ def official_plan(version: str) -> SplitPlan:
         for scene in lists[list_name]:
             scene_split.setdefault(scene, output)
     outputs = tuple(output for output, _ in pairs)
-    return SplitPlan(outputs, scene_split, fallback=outputs[-1],
-                     source=f"nuscenes-devkit lists {'/'.join(name for _, name in pairs)}")
+    return SplitPlan(outputs, scene_split, fallback=outputs[-1], source="nuscenes-devkit's official scene lists",
+                     list_names=dict(pairs))
 
 
 def plan_from_file(path: Path) -> SplitPlan:

@@ -17,6 +17,7 @@ from pyquaternion import Quaternion
 from occprep.config import dataset_config, occupancy_format
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write, write_json
+from occprep.names import check_names
 from occprep.reporting import Reporter
 from occprep.synth.blobs import BLOB_MODES, write_blobs
 from occprep.synth.canbus import pose_messages, write_can_bus
@@ -98,10 +99,8 @@ def synthesize(out: Path, version: str = "v1.0-mini", scenes: Optional[int] = No
         raise OccprepError(f"--occ {','.join(unknown)}: use a comma-separated subset of {','.join(OCC_FORMATS)}")
     if version == "v1.0-test":
         occ = ()
-    names = {p.name for p in plans}
-    stray = sorted(set(without_can_bus) - names)
-    if stray:
-        raise OccprepError(f"--without-can-bus {','.join(stray)}: not among the scenes written ({version})")
+    check_names(without_can_bus, {p.name for p in plans}, "scene", f"--without-can-bus {','.join(without_can_bus)}",
+                f"name scenes among the {len(plans)} written ({version}, --scenes {len(plans)})")
 
     spec, rig, dataset = load_synth_spec(), load_rig(), dataset_config("nuscenes")
     log_index = sorted({p.number // spec.scenes_per_log for p in plans})

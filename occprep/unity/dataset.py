@@ -13,6 +13,7 @@ from occprep.config import DatasetConfig, dataset_config
 from occprep.create import CreateOptions, build_infos, summarize, write_infos
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write
+from occprep.layout import fix_root_path, fix_unity_root
 from occprep.records import CanBus
 from occprep.reporting import Reporter
 from occprep.splits import SplitPlan, plan_from_file
@@ -38,13 +39,16 @@ def unity_layout(root: Path) -> Optional[str]:
 
 def detect_format(root: Path) -> str:
     """'nuscenes', 'solo' or 'perception' from the folder layout under `root`."""
-    root = Path(root)
-    if not root.is_dir():
-        raise OccprepError(f"{root}: folder not found")
-    layout = "nuscenes" if _is_nuscenes(root) else unity_layout(root)
+    if not Path(root).is_dir():
+        raise OccprepError(f"--root-path {root}: folder not found")
+    layout = "nuscenes" if _is_nuscenes(Path(root)) else unity_layout(Path(root))
     if layout is None:
-        raise OccprepError(f"{root}: no nuScenes version folder (v1.0-*/scene.json), SOLO run (sequence.<N>/) or "
-                           "legacy Perception run (Dataset*/captures_*.json) found; check the path or pass --format")
+        fix = fix_root_path(str(root)) or fix_unity_root(str(root))
+        if fix is not None:
+            raise OccprepError(fix.message())
+        raise OccprepError(f"--root-path {root}: no nuScenes version folder (v1.0-*/scene.json), SOLO run "
+                           "(sequence.<N>/) or legacy Perception run (Dataset*/captures_*.json) found; check the path "
+                           "or pass --format")
     return layout
 
 
@@ -63,7 +67,10 @@ def read_unity(root: Path, format_: str, config: UnityConfig, reporter: Reporter
     """A Unity dataset as nuScenes tables and CAN bus poses."""
     if format_ not in ("solo", "perception"):
         raise OccprepError(f"{root}: --format {format_} is not a Unity format (solo or perception)")
-    return build_tables(read_captures(Path(root), format_, reporter), config)
+    unity = build_tables(read_captures(Path(root), format_, reporter), config)
+    labels, sensor_ids = {"solo": solo.defined_names, "perception": perception.defined_names}[format_](Path(root))
+    config.check_names(unity.labels | labels, unity.sensor_ids | sensor_ids)
+    return unity
 
 
 def infos_config(unity: UnityTables, config: UnityConfig) -> DatasetConfig:
@@ -139,6 +146,7 @@ def create_unity_infos(root_path: str, out_dir: Path, extra_tag: str, format_: s
                                f"{cameras[int(missing.argmax())]}; fix --root-path or pass --no-file-check")
     plan = plan_from_file(splits_file) if splits_file is not None else SplitPlan(
         ("train",), {s.name: "train" for s in tables.scene}, fallback=None, source="all Unity scenes")
+    plan.check_scenes([s.name for s in tables.scene], f"the Unity dataset {root_path}")
     result = build_infos(tables, CanBus(unity.can_bus, {}), infos_config(unity, config), root_path, plan,
                          version, replace(options, file_check=False, max_sweeps=0), reporter)
     write_infos([result], Path(out_dir), extra_tag)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Tuple
+from typing import Collection, Dict, Iterable, Tuple
 
 import msgspec
 
 from occprep.config import dataset_config, load_config
 from occprep.errors import OccprepError
+from occprep.names import check_names
 
 
 class UnityConfig(msgspec.Struct, frozen=True):
@@ -45,6 +46,14 @@ class UnityConfig(msgspec.Struct, frozen=True):
             raise OccprepError(f"unity config {self.name!r}: two sensors map to camera channel {channel}")
         assigned[sensor_id] = channel
         return channel
+
+    def check_names(self, labels: Collection[str], sensor_ids: Collection[str]) -> None:
+        """The labels and camera sensor ids this config maps exist in the dataset (`labels`,
+        `sensor_ids`: what its files declare or use); else one error listing the unknown ones."""
+        check_names(self.labels, labels, "label", f"--unity-config {self.name} \"labels\"",
+                    f"the dataset's labels are {', '.join(sorted(labels)) or '(none)'}")
+        check_names(self.cameras, sensor_ids, "camera sensor id", f"--unity-config {self.name} \"cameras\"",
+                    f"the dataset's sensor ids are {', '.join(sorted(sensor_ids)) or '(none)'}")
 
     def channel_order(self, channels: Iterable[str]) -> Tuple[str, ...]:
         """Present camera channels in the dataset convention's order, others after them by name."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Set, Tuple, Union
 
 import msgspec
 import numpy as np
@@ -212,6 +212,40 @@ def read_run(run: Path, root: Path) -> List[Capture]:
                 projection=sensor.projection, matrix=tuple(intrinsic.ravel()),
                 boxes=_boxes(capture, box_ids, rendered.get(str(capture.id), {}) if rendered else None, where)))
     return sorted(captures, key=lambda c: (c.sequence, c.step, c.sensor_id))
+
+
+class _LabelSpec(msgspec.Struct):
+    label_name: str = ""
+
+
+class _LabelledDefinition(msgspec.Struct):
+    spec: List[_LabelSpec] = []
+
+
+class _Labels(msgspec.Struct):
+    annotation_definitions: List[_LabelledDefinition] = []
+
+
+class _Sensor(msgspec.Struct):
+    id: Id
+
+
+class _Sensors(msgspec.Struct):
+    sensors: List[_Sensor] = []
+
+
+def defined_names(root: Path) -> Tuple[Set[str], Set[str]]:
+    """(label names, sensor ids) that `annotation_definitions.json` and `sensors.json` of every
+    legacy run under `root` declare."""
+    labels: Set[str] = set()
+    sensors: Set[str] = set()
+    for run in find_runs(Path(root)):
+        if (run / "annotation_definitions.json").is_file():
+            definitions = read_json(run / "annotation_definitions.json", _Labels).annotation_definitions
+            labels.update(spec.label_name for d in definitions for spec in d.spec if spec.label_name)
+        if (run / "sensors.json").is_file():
+            sensors.update(str(sensor.id) for sensor in read_json(run / "sensors.json", _Sensors).sensors)
+    return labels, sensors
 
 
 def read_captures(root: Path) -> Iterator[Capture]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Set, Tuple, Union
 
 import msgspec
 
@@ -177,6 +177,37 @@ def read_frame(path: Path, root: Path, run: str, sequence: int, deltas: Dict[str
             ego_position=None, ego_rotation=None, projection=capture.projection, matrix=tuple(capture.matrix),
             boxes=_boxes(capture, visible.get(capture.id, {}) if visible else None, where)))
     return captures
+
+
+class _LabelSpec(msgspec.Struct):
+    label_name: str = ""
+
+
+class _AnnotationDefinition(msgspec.Struct):
+    spec: List[_LabelSpec] = []
+
+
+class _SensorDefinition(msgspec.Struct):
+    id: Id = ""
+
+
+class _Definitions(msgspec.Struct):
+    annotationDefinitions: List[_AnnotationDefinition] = []
+    sensorDefinitions: List[_SensorDefinition] = []
+
+
+def defined_names(root: Path) -> Tuple[Set[str], Set[str]]:
+    """(label names, sensor ids) the definition files of every SOLO run under `root` declare
+    (empty when a run has none: they are optional)."""
+    labels: Set[str] = set()
+    sensors: Set[str] = set()
+    for run_dir in find_runs(Path(root)):
+        for name in ("annotation_definitions.json", "sensor_definitions.json"):
+            if (run_dir / name).is_file():
+                found = read_json(run_dir / name, _Definitions)
+                labels.update(spec.label_name for d in found.annotationDefinitions for spec in d.spec if spec.label_name)
+                sensors.update(str(d.id) for d in found.sensorDefinitions)
+    return labels, sensors
 
 
 def read_captures(root: Path) -> Iterator[Capture]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Tuple
 
 import numpy as np
 
@@ -48,6 +48,10 @@ class UnityTables:
     can_bus: Dict[str, CanBusPoses]
     camera_channels: Tuple[str, ...]
     summary: Dict[str, int]
+    labels: FrozenSet[str] = frozenset()
+    """Unity label names of the boxes read."""
+    sensor_ids: FrozenSet[str] = frozenset()
+    """Unity ids of the camera sensors read."""
 
 
 def pose_messages(utime: np.ndarray, ego_translation: np.ndarray, ego_rotation: np.ndarray) -> CanBusPoses:
@@ -98,6 +102,7 @@ class _Builder:
         self.can_bus: Dict[str, CanBusPoses] = {}
         self.calibrations: Dict[tuple, str] = {}
         self.categories: Dict[str, str] = {}
+        self.labels: set = set()
         self.logs: Dict[str, str] = {}
         self.next_base_us = EPOCH_US
         self.counts = {"captures": 0, "boxes": 0, "boxes_without_visibility": 0, "duplicate_boxes": 0}
@@ -114,6 +119,7 @@ class _Builder:
         return self.calibrations[key]
 
     def _category(self, label: str) -> str:
+        self.labels.add(label)
         name = self.config.category(label)
         if name not in self.categories:
             self.categories[name] = token("category", name)
@@ -290,7 +296,7 @@ class _Builder:
                                    filename=BLANK_MAP, log_tokens=[log for log in self.logs.values()]))
         summary = {"scenes": len(self.tables.scene), "samples": len(self.tables.sample),
                    "runs": len(self.logs), "cameras": len(order), **self.counts}
-        return UnityTables(self.tables, self.can_bus, order, summary)
+        return UnityTables(self.tables, self.can_bus, order, summary, frozenset(self.labels), frozenset(self.channels))
 
 
 BLANK_MAP = "maps/unity-blank.png"

@@ -1,0 +1,185 @@
+"""The one recogniser of the usual data-layout mistakes, for every command that takes these paths.
+
+The layout the reference projects document (and every command defaults to):
+
+    data/                      --canbus (the folder that *contains* can_bus/)
+    ├── can_bus/               {scene}_pose.json, ...
+    ├── nuscenes/              --root-path: v1.0-*/ (13 tables), maps/, samples/, sweeps/, gts/ (Occ3D)
+    └── occ_gt_release_v1_0/   --occ-root for OpenOcc v1: occ_gt_{split}.json, train/, val/
+
+Each function looks at one path flag as typed and, when it is off by a recognisable step (the
+folder one level too high or too low, the version folder given as the root, `can_bus/` itself,
+a nested `can_bus/can_bus/`, sensor folders extracted beside the root), returns what it is and the
+exact corrected flag, spelled from what the user typed. None means no mistake was recognised
+(the path is right, or wrong in a way this module cannot name).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Optional
+
+SENSOR_FOLDERS = ("samples", "sweeps")
+OPENOCC_RELEASE = "occ_gt_release_v1_0"
+
+
+@dataclass(frozen=True)
+class PathFix:
+    """A recognised mistake in one path flag and the flag(s) that fix it."""
+
+    flag: str
+    """The flag as the user passes it, e.g. '--root-path'."""
+    given: str
+    """The value as typed."""
+    corrected: str
+    """The value that was meant, spelled from the typed one."""
+    what: str
+    """What the given path is, e.g. 'the version folder itself'."""
+    also: str = ""
+    """Further flags the fix needs, e.g. '--version v1.0-mini'."""
+    certain: bool = True
+    """The given path is a known step away from the right one (False: the right one was found
+    elsewhere, e.g. beside the dataset root, and is only a likely guess)."""
+
+    @property
+    def flags(self) -> str:
+        """The corrected flag(s), ready to paste: '--root-path data/nuscenes --version v1.0-mini'."""
+        return f"{self.flag} {self.corrected}" + (f" {self.also}" if self.also else "")
+
+    def message(self) -> str:
+        """One line: what the given path is and the flag to use instead."""
+        return f"{self.flag} {self.given} is {self.what}: use {self.flags}"
+
+
+def parent(given: str) -> str:
+    """The typed path's parent, spelled like it ('data/nuscenes/v1.0-mini' -> 'data/nuscenes')."""
+    path = Path(given)
+    if path.name in ("", ".", ".."):
+        return os.path.dirname(os.path.abspath(given))
+    return str(path.parent)
+
+
+def child(given: str, name: str) -> str:
+    """`name` inside the typed path, spelled like it ('.' + 'data' -> 'data')."""
+    return str(Path(given) / name)
+
+
+def _dirs(folder: Path, preferred: Iterable[str] = ()) -> List[Path]:
+    """Sub-folders of `folder`, the `preferred` names first, then by name."""
+    try:
+        found = sorted(p for p in folder.iterdir() if p.is_dir())
+    except OSError:
+        return []
+    rank = {name: i for i, name in enumerate(preferred)}
+    return sorted(found, key=lambda p: (rank.get(p.name, len(rank)), p.name))
+
+
+def is_version_folder(folder: Path) -> bool:
+    """A nuScenes version folder: it holds the scene table."""
+    return (Path(folder) / "scene.json").is_file()
+
+
+def version_folders(root: Path) -> List[str]:
+    """Names of the version folders (with tables) directly in `root`."""
+    return [d.name for d in _dirs(Path(root)) if is_version_folder(d)]
+
+
+def fix_root_path(given: str) -> Optional[PathFix]:
+    """`--root-path` pointing at a version folder, one level above the dataset root, or one below it."""
+    root = Path(given)
+    if not root.is_dir() or version_folders(root):
+        return None
+    flag = "--root-path"
+    if is_version_folder(root):
+        return PathFix(flag, given, parent(given), f"the version folder {root.name}/ itself (the root holds it)",
+                       f"--version {root.name}")
+    for sub in _dirs(root, preferred=("nuscenes",)):
+        if version_folders(sub):
+            return PathFix(flag, given, child(given, sub.name), "one level above the dataset root")
+    up = Path(parent(given))
+    if up != root and version_folders(up):
+        return PathFix(flag, given, parent(given), f"inside the dataset root ({up} holds {', '.join(version_folders(up))})")
+    return None
+
+
+def _has_poses(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*_pose.json"))
+
+
+def fix_canbus(given: str, root_path: Optional[str] = None) -> Optional[PathFix]:
+    """`--canbus` pointing at can_bus/ itself, at the folder above the right one, or a nested
+    can_bus/can_bus/; or, when the given folder has no can_bus/ at all, one beside `root_path`."""
+    folder = Path(given)
+    if _has_poses(folder / "can_bus"):
+        return None
+    flag = "--canbus"
+    if _has_poses(folder):
+        return PathFix(flag, given, parent(given), "can_bus/ itself (give the folder that contains it)")
+    if _has_poses(folder / "can_bus" / "can_bus"):
+        return PathFix(flag, given, child(given, "can_bus"), "two levels above the CAN bus files (can_bus/can_bus/)")
+    for sub in _dirs(folder, preferred=("data",)) if folder.is_dir() else []:
+        if _has_poses(sub / "can_bus"):
+            return PathFix(flag, given, child(given, sub.name), "one level above the folder that contains can_bus/")
+    if root_path is not None:
+        for candidate in (Path(root_path), Path(parent(root_path))):
+            if _has_poses(candidate / "can_bus"):
+                return PathFix(flag, given, str(candidate), f"not where can_bus/ is ({candidate} holds it)",
+                               certain=False)
+    return None
+
+
+def misplaced_sensor_folders(given_root: str) -> Optional[str]:
+    """Where `samples/` and `sweeps/` went when they are not in the dataset root: extracted beside
+    it or one folder down. Returns the advice (a shell command), or None."""
+    root = Path(given_root)
+    if (root / "samples").is_dir():
+        return None
+    places = [(Path(parent(given_root)), "beside")] + [(d, "inside a sub-folder of") for d in _dirs(root)]
+    for place, relation in places:
+        present = [name for name in SENSOR_FOLDERS if (place / name).is_dir()]
+        if "samples" in present:
+            moved = " ".join(str(place / name) for name in present)
+            return (f"{' and '.join(f'{n}/' for n in present)} are in {place}, {relation} the dataset root "
+                    f"{given_root}: move them into it (mv {moved} {given_root}/)")
+    return None
+
+
+def _has_openocc_index(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("occ_gt_*.json"))
+
+
+def fix_occ_root(given: str, format_: str) -> Optional[PathFix]:
+    """`--occ-root` one level off: above or below an OpenOcc v1 release (`occ_gt_{split}.json`), or
+    the Occ3D `gts/` folder itself, a scene folder inside it, or the folder above its parent."""
+    folder = Path(given)
+    flag = "--occ-root"
+    if format_ == "openocc-v1":
+        if _has_openocc_index(folder):
+            return None
+        for sub in _dirs(folder, preferred=(OPENOCC_RELEASE,)) if folder.is_dir() else []:
+            if _has_openocc_index(sub):
+                return PathFix(flag, given, child(given, sub.name), "one level above the OpenOcc v1 release")
+        if _has_openocc_index(Path(parent(given))):
+            return PathFix(flag, given, parent(given), "inside the OpenOcc v1 release (its parent holds "
+                           "occ_gt_{split}.json)")
+        return None
+    if (folder / "gts").is_dir():
+        return None
+    if folder.name == "gts" and folder.is_dir():
+        return PathFix(flag, given, parent(given), "the gts/ folder itself (give the folder that holds it)")
+    if Path(parent(given)).name == "gts":
+        return PathFix(flag, given, parent(parent(given)), "a scene folder inside gts/ (give the folder that holds gts/)")
+    for sub in _dirs(folder, preferred=("nuscenes",)) if folder.is_dir() else []:
+        if (sub / "gts").is_dir():
+            return PathFix(flag, given, child(given, sub.name), "one level above the folder that holds gts/")
+    return None
+
+
+def fix_unity_root(given: str) -> Optional[PathFix]:
+    """`--root-path` pointing at one SOLO `sequence.<N>` folder instead of the run that holds them."""
+    root = Path(given)
+    if root.is_dir() and root.name.startswith("sequence.") and root.name[len("sequence."):].isdigit():
+        return PathFix("--root-path", given, parent(given), "one sequence.<N> folder of a SOLO run")
+    return None

@@ -1,0 +1,63 @@
+"""Names the user gives (scenes, tokens, categories, labels, sensors) checked against what the data holds.
+
+`unknown_names` is the one check every flag and config file that names records goes through: an
+unknown name is an error that lists every such name with the closest existing ones, so a typo
+(`scene-916` for `scene-0916`) is caught and the right name offered.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Collection, Iterable, List
+
+from occprep.errors import OccprepError
+
+_NUMBER = re.compile(r"\d+")
+SHOW = 8
+"""How many unknown names an error lists before '… (N in total)'."""
+
+
+def _normalised(name: str) -> str:
+    """Case and zero padding folded: 'Scene-916' and 'scene-0916' compare equal."""
+    return _NUMBER.sub(lambda m: str(int(m.group())), name.casefold())
+
+
+def closest(name: str, known: Collection[str], n: int = 3) -> List[str]:
+    """Up to `n` names of `known` that `name` most likely meant, best first.
+
+    Names equal to it up to case and zero padding, when there are any; else difflib's closest matches.
+    """
+    folded = _normalised(name)
+    exact = sorted(k for k in known if _normalised(k) == folded)
+    return exact[:n] or difflib.get_close_matches(name, list(known), n=n, cutoff=0.6)
+
+
+def describe_unknown(names: Iterable[str], known: Collection[str]) -> str:
+    """'a (did you mean b?), c' for the unknown `names`, at most `SHOW` of them."""
+    names = list(dict.fromkeys(names))
+    parts = []
+    for name in names[:SHOW]:
+        near = closest(name, known)
+        parts.append(f"{name} (did you mean {' or '.join(near)}?)" if near else name)
+    more = f", … ({len(names)} in total)" if len(names) > SHOW else ""
+    return ", ".join(parts) + more
+
+
+def unknown_names(given: Iterable[str], known: Collection[str]) -> List[str]:
+    """The names of `given` that are not in `known`, in order, without repeats."""
+    known = known if isinstance(known, (set, frozenset, dict)) else set(known)
+    return [name for name in dict.fromkeys(given) if name not in known]
+
+
+def check_names(given: Iterable[str], known: Collection[str], what: str, where: str, fix: str) -> None:
+    """Raise one error listing every name of `given` missing from `known`, with suggestions.
+
+    `what` names the records ('scene', 'category'); `where` the flag or file that named them;
+    `fix` ends the message (what to change).
+    """
+    unknown = unknown_names(given, known)
+    if unknown:
+        raise OccprepError(f"{where}: {len(unknown)} {what}(s) not in the data: {describe_unknown(unknown, known)}; "
+                           f"{fix}")
+
