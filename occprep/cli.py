@@ -8,6 +8,7 @@ import traceback
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from occprep import __version__
 from occprep.errors import OccprepError
@@ -174,8 +175,13 @@ def show_command(reporter: Reporter, pkl: Path, token: str, index: int, out: Pat
               help="v1.0-mini, v1.0-trainval, v1.0-test, or v1.0 (trainval and test, those present).")
 @click.option("--canbus", type=click.Path(path_type=Path), default=Path("./data"), show_default=True,
               help="Folder that contains can_bus/ (the nuScenes CAN bus expansion).")
-@click.option("--max-sweeps", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Earlier LIDAR_TOP readings per info.")
+@click.option("--target", "target", default="bevformer", show_default=True,
+              help="Comma-separated output formats, all from one read of the tables: bevformer, mmdet3d, "
+                   "mmdet3d-v2, bevdet (see README).")
+@click.option("--max-sweeps", type=click.IntRange(min=0), default=None,
+              help="Earlier LIDAR_TOP readings per info [default: each target's reference: 10; bevdet 0].")
+@click.option("--keep-float64", is_flag=True,
+              help="mmdet3d-v2: keep float64 where the reference rounds matrices, center_2d and depth through float32.")
 @click.option("--can-bus-mode", type=click.Choice(["reference", "nearest-before"]), default="reference",
               show_default=True, help="reference: slots 7-15 from the next message, as the reference "
               "converter; nearest-before: every slot from the last message at or before the sample.")
@@ -192,13 +198,16 @@ def show_command(reporter: Reporter, pkl: Path, token: str, index: int, out: Pat
               help="Unity datasets: sensor id -> camera channel and label -> category map (configs/unity-*.json or a file).")
 @reporting_options
 def create_infos_command(reporter: Reporter, root_path: str, out_dir: Path, extra_tag: str, version: str,
-                         canbus: Path, max_sweeps: int, can_bus_mode: str, config_name: str, splits_file: Path,
-                         strict: bool, no_file_check: bool, format_: str, unity_config: str) -> None:
-    """Write the temporal info pickles (BEVFormer/OccNet format) of a nuScenes-format dataset."""
+                         canbus: Path, target: str, max_sweeps: int, keep_float64: bool, can_bus_mode: str,
+                         config_name: str, splits_file: Path, strict: bool, no_file_check: bool, format_: str,
+                         unity_config: str) -> None:
+    """Write the info pickles of a nuScenes-format dataset, in one or more consumers' formats."""
     from occprep.create import CreateOptions, create_infos
 
+    root_given = click.get_current_context().get_parameter_source("root_path") != ParameterSource.DEFAULT
     options = CreateOptions(max_sweeps=max_sweeps, can_bus_mode=can_bus_mode, file_check=not no_file_check,
-                            strict=strict)
+                            strict=strict, targets=tuple(target.split(",")), root_given=root_given,
+                            float64=keep_float64)
     from occprep.unity.dataset import create_unity_infos, resolve_format
     from occprep.unity.mapping import unity_config as load_unity_config
 

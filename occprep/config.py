@@ -26,6 +26,16 @@ class DatasetConfig(msgspec.Struct, frozen=True):
     """Category name -> detection name; unmapped categories keep their category name."""
     can_bus_blacklist: Tuple[int, ...] = ()
     """Scene numbers (the digits of `scene-NNNN`) that have no CAN bus data."""
+    label_orders: Dict[str, Tuple[str, ...]] = {}
+    """Consumer -> detection names by label id (e.g. 'mmdet3d': mmdet3d's `nus_categories` order,
+    'bevdet': BEVDet's config `class_names` order)."""
+
+    def label_order(self, consumer: str) -> Tuple[str, ...]:
+        """Detection names by label id for `consumer`; an error naming the config when it has none."""
+        if consumer not in self.label_orders:
+            raise OccprepError(f"dataset config {self.name!r} has no label order {consumer!r}: add "
+                               f"\"label_orders\": {{\"{consumer}\": [detection names by label id]}} to it")
+        return self.label_orders[consumer]
 
 
 class OccupancyFormat(msgspec.Struct, frozen=True):

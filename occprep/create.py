@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -21,15 +22,17 @@ from occprep.blobs import missing_files
 from occprep.canbus import CAN_BUS_MODES, can_bus_slots, read_can_bus
 from occprep.config import DatasetConfig, dataset_config
 from occprep.errors import OccprepError
-from occprep.infos import InfoWriter, info_file, info_pickle
+from occprep.fileio import Staging
+from occprep.infos import InfoParts
 from occprep.layout import fix_canbus, fix_root_path, misplaced_sensor_folders, version_folders
 from occprep.names import check_names, closest, describe_unknown
-from occprep.pickles import dump_pickle
+from occprep.pickles import write_pickle
 from occprep.records import CanBus, Scan
 from occprep.reporting import Reporter
 from occprep.scan import read_scan_tables, scan
 from occprep.splits import OFFICIAL_VERSIONS, SplitPlan, official_plan, plan_from_file
 from occprep.tables import Tables, read_table
+from occprep.targets import Build, BuildOptions, Target, parse_targets
 from occprep.temporal import temporal
 
 ALL_VERSIONS = {"v1.0": ("v1.0-trainval", "v1.0-test")}
@@ -40,22 +43,42 @@ ALL_VERSIONS = {"v1.0": ("v1.0-trainval", "v1.0-test")}
 class CreateOptions:
     """Knobs of create-infos (defaults: the reference converter's behaviour)."""
 
-    max_sweeps: int = 10
+    max_sweeps: Optional[int] = None
+    """LiDAR sweeps per info; None: each target's reference value (10; BEVDet 0)."""
     can_bus_mode: str = "reference"
     """'reference' (slots 7-15 from the next message) or 'nearest-before'; see `canbus.can_bus_slots`."""
     file_check: bool = True
     """Leave out scenes whose keyframe lidar/camera files are missing under the root."""
     strict: bool = False
     """Make a missing keyframe file an error instead."""
+    targets: Tuple[str, ...] = ("bevformer",)
+    """Output formats (`occprep.targets`), all written from one read of the tables."""
+    root_given: bool = True
+    """False when the root path is the command's default: targets then write their reference's root."""
+    float64: bool = False
+    """mmdet3d-v2: keep float64 where the reference rounds through float32."""
+
+    def build_options(self, root_path: str) -> BuildOptions:
+        """What every target's writer is told."""
+        return BuildOptions(max_sweeps=self.max_sweeps, root_path=root_path if self.root_given else None,
+                            float64=self.float64)
+
+    def chosen_targets(self) -> List[Target]:
+        """The requested targets (an unknown name is an error listing the known ones)."""
+        return parse_targets(",".join(self.targets))
 
 
 @dataclass(frozen=True)
 class VersionInfos:
-    """The infos of one dataset version by output split, and what the summary reports about it."""
+    """One dataset version ready to write: the keyframes of each output split, the parts every
+    target's infos are made of, and what the summary reports about it."""
 
     version: str
-    splits: Dict[str, List[dict]]
-    """Output split -> infos in sample-table order."""
+    parts: InfoParts
+    splits: Dict[str, List[int]]
+    """Output split -> keyframe rows in sample-table order."""
+    annotations: bool
+    """False for test sets (no gt_* keys)."""
     scenes: int
     no_can_bus: Dict[str, str]
     """Scene name -> why its can_bus slots are zeros."""
@@ -68,6 +91,11 @@ class VersionInfos:
     empty: Dict[str, str] = field(default_factory=dict)
     """Output split -> why it holds no infos (no scene of these tables belongs to it)."""
     outputs: List[str] = field(default_factory=list)
+
+    def build(self, target: Target, options: BuildOptions) -> Dict[str, object]:
+        """Split -> the pickled object of `target` (in memory; `write_outputs` streams them instead)."""
+        return {split: target.build(self.parts, Build(rows, self.version, split, self.annotations), options)
+                for split, rows in self.splits.items()}
 
 
 @contextlib.contextmanager
@@ -129,8 +157,10 @@ def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_
     reporter = reporter or Reporter("create-infos", quiet=True)
     if options.can_bus_mode not in CAN_BUS_MODES:
         raise OccprepError(f"--can-bus-mode {options.can_bus_mode!r}: use one of {', '.join(CAN_BUS_MODES)}")
-    if options.max_sweeps < 0:
+    if options.max_sweeps is not None and options.max_sweeps < 0:
         raise OccprepError(f"--max-sweeps {options.max_sweeps}: must be 0 or more")
+    build_options = options.build_options(root_path)
+    max_sweeps = max(target.sweeps(build_options) for target in options.chosen_targets())
     with _gc_paused():
         keyframes, scene_names = scanned.keyframes, scanned.scenes.name
         sample_scene_name = [scene_names[i] for i in keyframes.scene.tolist()]
@@ -145,26 +175,21 @@ def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_
                 left_out[name] = reason
 
         slots = can_bus_slots(keyframes.timestamp, sample_scene_name, can_bus, options.can_bus_mode)
-        geometry = temporal(scanned, options.max_sweeps)
+        geometry = temporal(scanned, max_sweeps)
 
         scene_split, unlisted = plan.assign(scene_names)
         for name in unlisted:
             if plan.fallback is None:
                 left_out.setdefault(name, f"in no split of {plan.source}")
         empty = _empty_splits(plan, scene_names, scene_split, left_out, version)
-        writer = InfoWriter(scanned, geometry, slots, config, root_path)
         split_of_sample = [None if scene_names[i] in left_out else scene_split[i] for i in keyframes.scene.tolist()]
-        splits = {}
-        with reporter.progress(total=len(split_of_sample), desc=f"infos {version}", unit="sample") as progress:
-            for split in plan.outputs:
-                rows = [s for s, name in enumerate(split_of_sample) if name == split]
-                splits[split] = writer.infos(rows, annotations)
-                progress.update(len(rows))
+        splits = {split: [s for s, name in enumerate(split_of_sample) if name == split] for split in plan.outputs}
 
     used = {name for name in sample_scene_name if name not in left_out}
     no_can_bus = {name: can_bus.missing.get(name, "no CAN bus data")
                   for name in sorted(used) if name not in can_bus.poses}
-    return VersionInfos(version=version, splits=splits, scenes=len(set(sample_scene_name)), no_can_bus=no_can_bus,
+    return VersionInfos(version=version, parts=InfoParts(scanned, geometry, slots, config, root_path), splits=splits,
+                        annotations=annotations, scenes=len(set(sample_scene_name)), no_can_bus=no_can_bus,
                         left_out=left_out, unlisted=unlisted, unlisted_split=plan.fallback, empty=empty)
 
 
@@ -225,21 +250,36 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
         custom_plan.check_scenes([s.name for v in versions for s in read_table(root / v, "scene")],
                                  f"the {', '.join(versions)} tables")
 
+    chosen = options.chosen_targets()
+    out_dirs, shared = output_dirs(chosen, Path(out_dir))
     results = []
-    for concrete in versions:
-        tables = read_scan_tables(root / concrete, config, reporter)
-        check_config_names(config, tables, config_name)
-        with _gc_paused():
-            scanned = scan(tables, config)
-        del tables
-        can_bus = read_can_bus(canbus_root, scanned.scenes.name, config, reporter)
-        plan = custom_plan or official_plan(concrete)
-        results.append(infos_from_scan(scanned, can_bus, config, root_path, plan, concrete, options, reporter,
-                                       annotations="test" not in concrete))
-        del scanned, can_bus
+    with Staging() as staging:
+        for concrete in versions:
+            tables = read_scan_tables(root / concrete, config, reporter)
+            check_config_names(config, tables, config_name)
+            with _gc_paused():
+                scanned = scan(tables, config)
+            del tables
+            can_bus = read_can_bus(canbus_root, scanned.scenes.name, config, reporter)
+            plan = custom_plan or official_plan(concrete)
+            result = infos_from_scan(scanned, can_bus, config, root_path, plan, concrete, options, reporter,
+                                     annotations="test" not in concrete)
+            del scanned, can_bus
+            write_outputs(result, chosen, out_dirs, extra_tag, options.build_options(root_path), staging, reporter)
+            results.append(replace(result, parts=None))
+            del result
+    return summarize(results, skipped, reporter.elapsed, notes + shared)
 
-    write_infos(results, Path(out_dir), extra_tag)
-    return summarize(results, skipped, reporter.elapsed, notes)
+
+def output_dirs(chosen: Sequence[Target], out_dir: Path) -> Tuple[Dict[str, Path], List[str]]:
+    """Target name -> its folder: `out_dir`, or `out_dir/<target>/` for targets whose file names
+    another requested target also writes; and the summary line that says so."""
+    patterns = Counter(target.file_pattern for target in chosen)
+    clashing = [target.name for target in chosen if patterns[target.file_pattern] > 1]
+    dirs = {target.name: out_dir / target.name if target.name in clashing else out_dir for target in chosen}
+    note = ([f"{' and '.join(clashing)} write the same file names: each went to {out_dir}/<target>/"]
+            if clashing else [])
+    return dirs, note
 
 
 def check_config_names(config: DatasetConfig, tables: Tables, given: str) -> None:
@@ -276,18 +316,24 @@ def _canbus_root(canbus_root: Path, root_path: str) -> Tuple[Path, List[str]]:
     return Path(canbus_root), []
 
 
-def write_infos(results: List[VersionInfos], out_dir: Path, extra_tag: str) -> None:
-    """Pickle every split of every version into `out_dir` (each file atomically); records the paths
-    in each result's `outputs`."""
-    with _gc_paused():
-        for result in results:
-            for split, infos in result.splits.items():
-                path = Path(out_dir) / info_file(extra_tag, split)
+def write_outputs(result: VersionInfos, chosen: Sequence[Target], out_dirs: Dict[str, Path], extra_tag: str,
+                  options: BuildOptions, staging: Staging, reporter: Reporter) -> None:
+    """Build and pickle every split of `result` for every target into `staging` (renamed into place
+    when the whole run succeeds); records the paths in `result.outputs`."""
+    total = len(chosen) * sum(len(rows) for rows in result.splits.values())
+    with _gc_paused(), reporter.progress(total=total, desc=f"infos {result.version}", unit="info") as progress:
+        for target in chosen:
+            for split, rows in result.splits.items():
+                built = target.build(result.parts, Build(rows, result.version, split, result.annotations), options)
+                path = out_dirs[target.name] / target.file_name(extra_tag, split)
                 try:
-                    dump_pickle(info_pickle(infos, result.version), path)
+                    with staging.write(path) as handle:
+                        write_pickle(built, handle)
                 except OSError as exc:
                     raise OccprepError(f"{path}: cannot write ({exc.strerror}); check --out-dir") from None
+                del built
                 result.outputs.append(str(path))
+                progress.update(len(rows))
 
 
 def summarize(results: List[VersionInfos], skipped: List[str], wall_time: float,
@@ -297,7 +343,7 @@ def summarize(results: List[VersionInfos], skipped: List[str], wall_time: float,
     lines = list(skipped)
     versions = []
     for r in results:
-        counts = {split: len(infos) for split, infos in r.splits.items()}
+        counts = {split: len(rows) for split, rows in r.splits.items()}
         lines.append(f"{r.version}: {sum(counts.values())} samples in {r.scenes} scenes ("
                      + ", ".join(f"{split} {n}" for split, n in counts.items()) + ")")
         lines.extend(f"  wrote {path}" for path in r.outputs)

@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator, Type, TypeVar
+from typing import IO, Iterator, List, Tuple, Type, TypeVar
 
 import msgspec
 
@@ -32,26 +32,54 @@ def read_json(path: Path, type: Type[T] = object) -> T:  # noqa: A002 - mirrors 
         raise OccprepError(f"{path}: malformed JSON: {exc}") from None
 
 
+class Staging:
+    """Files written under temporary names beside their targets and renamed into place together.
+
+    Used as a context manager: the renames happen when the block ends without an exception;
+    otherwise every temporary file is removed. A failed or interrupted run leaves neither a partial
+    file nor a damaged older one, and never a mix of new and old outputs.
+    """
+
+    def __init__(self) -> None:
+        self._pending: List[Tuple[str, Path]] = []
+
+    @contextlib.contextmanager
+    def write(self, path: Path, mode: str = "wb") -> Iterator[IO]:
+        """Open a temporary file for `path`; once the block succeeds it waits for the commit."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, mode) as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        self._pending.append((tmp, path))
+
+    def __enter__(self) -> "Staging":
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        pending, self._pending = self._pending, []
+        if kind is None:
+            for tmp, path in pending:
+                os.replace(tmp, path)
+            return
+        for tmp, _ in pending:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
 @contextlib.contextmanager
 def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file beside `path`; rename it over `path` only if the block succeeds.
-
-    A failed or interrupted write leaves neither a partial file nor a damaged older one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Open a temporary file beside `path`; rename it over `path` only if the block succeeds."""
+    with Staging() as staging, staging.write(path, mode) as handle:
+        yield handle
 
 
 def write_json(path: Path, obj: object) -> None:

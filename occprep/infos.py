@@ -1,17 +1,23 @@
-"""Stage 4: records -> the legacy info dicts (keys, order and types of the reference converter).
+"""Stage 4's building blocks: the pieces every target's info dict is made of.
 
-See /docs infos-format: one dict per keyframe; sensor dicts for the cameras and lidar sweeps.
+`InfoParts` turns the records of one version (`Scan`, `Temporal`, CAN bus slots) into the values
+the legacy info formats share (see /docs infos-format): sensor dicts for cameras and LiDAR sweeps,
+the calibration and pose keys, and the gt_* keys in either box convention. Each target module in
+`occprep.targets` arranges them (and its own keys) in its reference's order.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, TypeVar
 
 import numpy as np
 
+from occprep import boxes
 from occprep.config import DatasetConfig
 from occprep.records import Scan, Temporal
+
+T = TypeVar("T")
 
 
 def data_paths(root_path: str, filenames: Sequence[str], cwd: str) -> List[str]:
@@ -21,29 +27,53 @@ def data_paths(root_path: str, filenames: Sequence[str], cwd: str) -> List[str]:
     return [p[len(prefix):] if p.startswith(prefix) and os.path.isabs(p) else p for p in paths]
 
 
-class InfoWriter:
-    """Builds info dicts for keyframes of one `Scan` (flattening its arrays to Python values once)."""
+class InfoParts:
+    """The shared pieces of the info dicts of one `Scan` (its arrays flattened to Python values once).
+
+    `root_path` prefixes every path as typed; a target with another default root asks for its own
+    with `paths(root)`.
+    """
 
     def __init__(self, scan: Scan, temporal: Temporal, can_bus: np.ndarray, config: DatasetConfig,
                  root_path: str) -> None:
         self.scan, self.temporal, self.can_bus, self.config = scan, temporal, can_bus, config
         self.root_path = root_path
         readings = scan.readings
-        self._data_path = data_paths(root_path, readings.filename, os.getcwd())
+        self._data_paths: Dict[str, List[str]] = {}
+        self._memo: Dict[str, object] = {}
         self._reading_time = readings.timestamp.tolist()
         self._calibration = readings.calibration.tolist()
         self._pose = readings.ego_pose.tolist()
         self._sweeps = temporal.sweeps.tolist()
         self._cameras = scan.keyframes.cameras.tolist()
-        self._names = [config.detection_names.get(c, c) for c in scan.annotations.category]
+        self.names = [config.detection_names.get(c, c) for c in scan.annotations.category]
+        """Detection name of every box (unmapped categories keep their name)."""
         self._intrinsics = {row: np.array(scan.intrinsics[row], dtype=np.float64)
                             for row in set(readings.calibration[scan.keyframes.cameras.ravel()].tolist())}
 
-    def _sensor(self, row: int, kind: str, rotation: np.ndarray, translation: np.ndarray) -> dict:
+    def memo(self, key: str, compute: Callable[[], T]) -> T:
+        """`compute()`, run once per `InfoParts` (a target's per-box arrays, computed for all keyframes)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def paths(self, root: Optional[str] = None) -> List[str]:
+        """`data_path` of every reading under `root` (default: the root as typed), computed once per root."""
+        root = self.root_path if root is None else root
+        if root not in self._data_paths:
+            self._data_paths[root] = data_paths(root, self.scan.readings.filename, os.getcwd())
+        return self._data_paths[root]
+
+    def lidar_path(self, s: int, root: Optional[str] = None) -> str:
+        """The keyframe LIDAR_TOP file: root joined with the filename, never shortened."""
+        root = self.root_path if root is None else root
+        return os.path.join(root, self.scan.readings.filename[int(self.scan.keyframes.lidar[s])])
+
+    def _sensor(self, row: int, kind: str, rotation: np.ndarray, translation: np.ndarray, paths: List[str]) -> dict:
         calibrations, poses = self.scan.calibrations, self.scan.ego_poses
         calibration, pose = self._calibration[row], self._pose[row]
         return {
-            "data_path": self._data_path[row],
+            "data_path": paths[row],
             "type": kind,
             "sample_data_token": self.scan.readings.token[row],
             "sensor2ego_translation": calibrations.translation_list[calibration],
@@ -55,59 +85,59 @@ class InfoWriter:
             "sensor2lidar_translation": translation,
         }
 
-    def info(self, s: int, annotations: bool) -> dict:
-        """The info dict of keyframe row `s`; `annotations=False` for test sets (no gt_* keys)."""
-        scan, temporal = self.scan, self.temporal
-        keyframes, readings = scan.keyframes, scan.readings
-        lidar = int(keyframes.lidar[s])
-        calibration, pose = self._calibration[lidar], self._pose[lidar]
-        sweeps = [self._sensor(row, "lidar", temporal.sweep_to_lidar_rotation[s, k],
-                               temporal.sweep_to_lidar_translation[s, k])
-                  for k, row in enumerate(self._sweeps[s]) if row >= 0]
+    def sweeps(self, s: int, max_sweeps: int, paths: List[str]) -> List[dict]:
+        """Sensor dicts of keyframe `s`'s first `max_sweeps` LiDAR sweeps, most recent first."""
+        lidar_from_sweep = self.temporal.lidar_from_sweep
+        return [self._sensor(row, "lidar", lidar_from_sweep.rotation[s, k], lidar_from_sweep.translation[s, k], paths)
+                for k, row in enumerate(self._sweeps[s][:max_sweeps]) if row >= 0]
+
+    def cams(self, s: int, paths: List[str]) -> Dict[str, dict]:
+        """Sensor dicts of keyframe `s`'s cameras, in the config's order, each with `cam_intrinsic`."""
+        lidar_from_camera = self.temporal.lidar_from_camera
         cams = {}
         for c, (channel, row) in enumerate(zip(self.config.camera_channels, self._cameras[s])):
-            cams[channel] = self._sensor(row, channel, temporal.camera_to_lidar_rotation[s, c],
-                                         temporal.camera_to_lidar_translation[s, c])
+            cams[channel] = self._sensor(row, channel, lidar_from_camera.rotation[s, c],
+                                         lidar_from_camera.translation[s, c], paths)
             cams[channel]["cam_intrinsic"] = self._intrinsics[self._calibration[row]].copy()
-        scene = int(keyframes.scene[s])
-        info = {
-            "lidar_path": os.path.join(self.root_path, readings.filename[lidar]),
-            "token": keyframes.token[s],
-            "prev": keyframes.prev[s],
-            "next": keyframes.next[s],
-            "can_bus": self.can_bus[s],
-            "frame_idx": int(keyframes.frame_idx[s]),
-            "sweeps": sweeps,
-            "cams": cams,
-            "scene_token": scan.scenes.token[scene],
-            "scene_name": scan.scenes.name[scene],
+        return cams
+
+    def scene(self, s: int) -> Dict[str, str]:
+        """`scene_token` and `scene_name` of keyframe `s`."""
+        scene = int(self.scan.keyframes.scene[s])
+        return {"scene_token": self.scan.scenes.token[scene], "scene_name": self.scan.scenes.name[scene]}
+
+    def poses(self, s: int) -> dict:
+        """`lidar2ego_*` (the LIDAR_TOP calibration) and `ego2global_*` (its ego pose) of keyframe `s`,
+        then the sample's `timestamp` (µs)."""
+        scan = self.scan
+        lidar = int(scan.keyframes.lidar[s])
+        calibration, pose = self._calibration[lidar], self._pose[lidar]
+        return {
             "lidar2ego_translation": scan.calibrations.translation_list[calibration],
             "lidar2ego_rotation": scan.calibrations.rotation_list[calibration],
             "ego2global_translation": scan.ego_poses.translation_list[pose],
             "ego2global_rotation": scan.ego_poses.rotation_list[pose],
-            "timestamp": int(keyframes.timestamp[s]),
+            "timestamp": int(scan.keyframes.timestamp[s]),
         }
-        if annotations:
-            boxes = scan.annotations
-            a, b = keyframes.annotations[s], keyframes.annotations[s + 1]
-            info["gt_boxes"] = temporal.gt_boxes[a:b]
-            info["gt_names"] = np.array(self._names[a:b], dtype=str)
-            info["gt_velocity"] = temporal.gt_velocity[a:b]
-            info["num_lidar_pts"] = boxes.num_lidar_pts[a:b]
-            info["num_radar_pts"] = boxes.num_radar_pts[a:b]
-            info["valid_flag"] = (boxes.num_lidar_pts[a:b] + boxes.num_radar_pts[a:b]) > 0
-        return info
 
-    def infos(self, rows: Sequence[int], annotations: bool) -> List[dict]:
-        """Info dicts of keyframe `rows`, in that order."""
-        return [self.info(s, annotations) for s in rows]
+    def box_rows(self, s: int) -> slice:
+        """Rows of keyframe `s`'s boxes in `Scan.annotations` (and every per-box array)."""
+        offsets = self.scan.keyframes.annotations
+        return slice(int(offsets[s]), int(offsets[s + 1]))
 
-
-def info_file(extra_tag: str, split: str) -> str:
-    """File name of a split's infos: `{extra_tag}_infos_temporal_{split}.pkl`."""
-    return f"{extra_tag}_infos_temporal_{split}.pkl"
-
-
-def info_pickle(infos: List[dict], version: str) -> Dict[str, object]:
-    """The pickled top level: `{'infos': [...], 'metadata': {'version': version}}`."""
-    return {"infos": infos, "metadata": {"version": version}}
+    def annotations(self, s: int, convention: str) -> dict:
+        """The gt_* keys of keyframe `s`: boxes in the LIDAR_TOP frame in box `convention`
+        (`occprep.boxes`), detection names, LiDAR-frame velocity, point counts, valid_flag."""
+        rows = self.box_rows(s)
+        scan, temporal = self.scan, self.temporal
+        lidar_pts, radar_pts = scan.annotations.num_lidar_pts[rows], scan.annotations.num_radar_pts[rows]
+        gt_boxes = self.memo(f"gt_boxes {convention}", lambda: boxes.make(
+            temporal.box_centre, scan.annotations.size, temporal.box_yaw, convention))
+        return {
+            "gt_boxes": gt_boxes[rows],
+            "gt_names": np.array(self.names[rows], dtype=str),
+            "gt_velocity": temporal.box_velocity[rows],
+            "num_lidar_pts": lidar_pts,
+            "num_radar_pts": radar_pts,
+            "valid_flag": (lidar_pts + radar_pts) > 0,
+        }

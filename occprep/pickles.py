@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ _ALLOWED_GLOBALS = {
     ("builtins", "frozenset"),
     ("builtins", "slice"),
     ("builtins", "complex"),
+    ("numpy", "bool_"),
+    ("numpy", "int64"),
+    ("numpy", "float64"),
 }
 
 
@@ -40,8 +43,14 @@ _EMPTY_ARRAY_ARGS = ((0,), np.dtype("b"))
 """`numpy.ndarray(*args)`: the empty array that `__setstate__` then fills."""
 
 
+SCALAR_TYPES = {np.bool_: bool, np.int64: int, np.float64: float}
+"""The numpy scalar types an info may hold (mmdet3d 1.x writes them), and the Python type of their value."""
+
+
 class _PortablePickler(pickle.Pickler):
-    """Pickles arrays as `numpy.ndarray` + `__setstate__`, the form every numpy version reads."""
+    """Pickles arrays as `numpy.ndarray` + `__setstate__`, the form every numpy version reads, and
+    numpy scalars as a call of their type (`numpy.int64(5)`); numpy's own forms name `numpy._core`
+    under numpy 2. `numpy.bool_` is named so (numpy 2 calls it `numpy.bool`, which numpy 1.24-1.26 lack)."""
 
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) is np.ndarray:
@@ -49,6 +58,10 @@ class _PortablePickler(pickle.Pickler):
                 raise TypeError("object arrays cannot be written portably")
             _, _, state = obj.__reduce__()
             return np.ndarray, _EMPTY_ARRAY_ARGS, state
+        if obj is np.bool_:
+            return "bool_"
+        if type(obj) in SCALAR_TYPES:
+            return type(obj), (SCALAR_TYPES[type(obj)](obj),)
         if isinstance(obj, np.generic):
             raise TypeError(f"numpy scalar {obj!r} must be converted to a Python number first")
         return NotImplemented
@@ -61,10 +74,15 @@ def dumps(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
+def write_pickle(obj: Any, handle: IO[bytes]) -> None:
+    """Stream `obj` into an open binary file (see `dumps`)."""
+    _PortablePickler(handle, protocol=PROTOCOL).dump(obj)
+
+
 def dump_pickle(obj: Any, path: Path) -> None:
     """Write `obj` to `path` atomically, streaming rather than building the bytes (see `dumps`)."""
     with atomic_write(path) as handle:
-        _PortablePickler(handle, protocol=PROTOCOL).dump(obj)
+        write_pickle(obj, handle)
 
 
 class _SafeUnpickler(pickle.Unpickler):

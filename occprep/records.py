@@ -7,9 +7,12 @@ another record are int64 with -1 for "none". Quaternions are (w, x, y, z).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Dict, List
 
 import numpy as np
+
+from occprep.se3 import SE3
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class Transforms:
     translation_list: List[List[float]]
     rotation_list: List[List[float]]
 
+    @cached_property
+    def se3(self) -> SE3:
+        """The transforms as one batched `SE3` (N,), computed once."""
+        return SE3.from_quaternions(self.rotation, self.translation)
+
 
 @dataclass(frozen=True)
 class Scenes:
@@ -72,6 +80,10 @@ class Readings:
     """Relative to the dataset root, as in the table."""
     timestamp: np.ndarray
     """(R,) int64, µs."""
+    width: np.ndarray
+    """(R,) int64, image width, px (0 for LiDAR)."""
+    height: np.ndarray
+    """(R,) int64, image height, px (0 for LiDAR)."""
     calibration: np.ndarray
     """(R,) int64, row of the sensor -> ego transform in `Scan.calibrations`."""
     ego_pose: np.ndarray
@@ -116,6 +128,8 @@ class Annotations:
     velocity: np.ndarray
     """(A, 3) float64, m/s, global frame (nuScenes-devkit `box_velocity`; NaN when unknown)."""
     category: List[str]
+    attribute: List[str]
+    """Name of the box's first attribute ('None' when it has none), as mmdet3d's converters take it."""
     num_lidar_pts: np.ndarray
     """(A,) int64."""
     num_radar_pts: np.ndarray
@@ -140,19 +154,20 @@ class Scan:
 
 @dataclass(frozen=True)
 class Temporal:
-    """Per-keyframe geometry in the LIDAR_TOP frame at the keyframe (S keyframes, C cameras, K sweeps)."""
+    """Per-keyframe geometry in the LIDAR_TOP frame at the keyframe (S keyframes, C cameras, K sweeps,
+    A boxes)."""
 
     sweeps: np.ndarray
     """(S, K) int64 reading rows, most recent first, -1 padded."""
-    camera_to_lidar_rotation: np.ndarray
-    """(S, C, 3, 3): `p_lidar = rotation @ p_camera + translation`."""
-    camera_to_lidar_translation: np.ndarray
-    """(S, C, 3), m."""
-    sweep_to_lidar_rotation: np.ndarray
-    """(S, K, 3, 3), undefined where `sweeps` is -1."""
-    sweep_to_lidar_translation: np.ndarray
-    """(S, K, 3), m."""
-    gt_boxes: np.ndarray
-    """(A, 7): x, y, z (m, LIDAR_TOP frame), w, l, h (m), -yaw - π/2 (rad)."""
-    gt_velocity: np.ndarray
-    """(A, 2), m/s, LIDAR_TOP frame axes (rotation only), NaN kept."""
+    lidar_from_global: SE3
+    """(S,): global -> LIDAR_TOP at each keyframe."""
+    lidar_from_camera: SE3
+    """(S, C): each keyframe camera (at its own time) -> LIDAR_TOP at the keyframe (sensor2lidar)."""
+    lidar_from_sweep: SE3
+    """(S, K): each sweep (at its own time) -> LIDAR_TOP at the keyframe; undefined where `sweeps` is -1."""
+    box_centre: np.ndarray
+    """(A, 3), m, LIDAR_TOP frame."""
+    box_yaw: np.ndarray
+    """(A,), rad: the nuScenes heading of each box in the LIDAR_TOP frame (see `occprep.boxes`)."""
+    box_velocity: np.ndarray
+    """(A, 2), m/s: the planar global velocity rotated into the LIDAR_TOP frame, x and y; NaN kept."""

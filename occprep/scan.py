@@ -122,6 +122,12 @@ def _annotations(tables: Tables, sample_row: Dict[str, int], sample_time: np.nda
     if None in category:
         bad = records[category.index(None)]
         raise _unresolved("sample_annotation", "instance_token", bad.instance_token, bad.token)
+    attribute_name = {a.token: a.name for a in tables.attribute}
+    first_attribute = [a.attribute_tokens[0] if a.attribute_tokens else "" for a in records]
+    attribute = [attribute_name.get(token, "None" if not token else None) for token in first_attribute]
+    if None in attribute:
+        bad = records[attribute.index(None)]
+        raise _unresolved("sample_annotation", "attribute_tokens", first_attribute[attribute.index(None)], bad.token)
     translation = stack([a.translation for a in records], 3)
     velocity = _box_velocity(translation, sample_time[sample], prev, next_)
 
@@ -134,6 +140,7 @@ def _annotations(tables: Tables, sample_row: Dict[str, int], sample_time: np.nda
         rotation=stack([a.rotation for a in records], 4)[order],
         velocity=velocity[order],
         category=[category[i] for i in order.tolist()],
+        attribute=[attribute[i] for i in order.tolist()],
         num_lidar_pts=np.array([a.num_lidar_pts for a in records], dtype=np.int64)[order],
         num_radar_pts=np.array([a.num_radar_pts for a in records], dtype=np.int64)[order],
     )
@@ -202,6 +209,8 @@ def scan(tables: Tables, config: DatasetConfig) -> Scan:
         token=[r.token for r in kept],
         filename=[r.filename for r in kept],
         timestamp=np.fromiter((r.timestamp for r in kept), dtype=np.int64, count=count),
+        width=np.fromiter((r.width for r in kept), dtype=np.int64, count=count),
+        height=np.fromiter((r.height for r in kept), dtype=np.int64, count=count),
         calibration=np.array(kept_calibration, dtype=np.int64),
         ego_pose=np.fromiter((pose_of_token[r.ego_pose_token] for r in kept), dtype=np.int64, count=count),
         scene=sample_scene[reading_sample],
@@ -244,10 +253,10 @@ def scan(tables: Tables, config: DatasetConfig) -> Scan:
 
 
 SampleDataFields = field_subset(SampleData, "token sample_token ego_pose_token calibrated_sensor_token timestamp "
-                                            "is_key_frame filename prev")
+                                            "is_key_frame height width filename prev")
 EgoPoseFields = field_subset(EgoPose, "token rotation translation")
-AnnotationFields = field_subset(SampleAnnotation, "token sample_token instance_token translation size rotation prev "
-                                                  "next num_lidar_pts num_radar_pts")
+AnnotationFields = field_subset(SampleAnnotation, "token sample_token instance_token attribute_tokens translation size "
+                                                  "rotation prev next num_lidar_pts num_radar_pts")
 """The fields of the three big tables that `scan` reads."""
 _SensorKey = field_subset(SampleData, "calibrated_sensor_token is_key_frame")
 _TokenKey = field_subset(EgoPose, "token")

@@ -11,6 +11,7 @@ import numpy as np
 
 from occprep import geometry
 from occprep.records import Readings, Scan, Temporal
+from occprep.se3 import SE3
 
 
 def sweep_rows(readings: Readings, lidar: np.ndarray, max_sweeps: int) -> np.ndarray:
@@ -28,54 +29,42 @@ def sweep_rows(readings: Readings, lidar: np.ndarray, max_sweeps: int) -> np.nda
     return sweeps
 
 
+def global_from_reading(scan: Scan, rows: np.ndarray) -> SE3:
+    """sensor -> global at each reading's own time, for reading rows of any shape (-1 taken as row 0)."""
+    rows = np.maximum(rows, 0)
+    readings = scan.readings
+    global_from_ego = scan.ego_poses.se3[readings.ego_pose[rows]]
+    return global_from_ego.compose(scan.calibrations.se3[readings.calibration[rows]])
+
+
+def orientation_from_global(rotations: np.ndarray, *frame_rotations: np.ndarray) -> np.ndarray:
+    """Box orientations (w, x, y, z), global frame, moved through frames as the devkit's `Box.rotate`
+    does: for each `frame_rotations` (child -> parent quaternions, outermost first), the box is
+    rotated by that rotation's inverse."""
+    orientation = rotations
+    for frame in frame_rotations:
+        orientation = geometry.quaternion_product(geometry.normalised(geometry.quaternion_inverse(frame)), orientation)
+    return orientation
+
+
 def temporal(scan: Scan, max_sweeps: int) -> Temporal:
     """Sweeps, camera/sweep -> lidar transforms, boxes and velocities of every keyframe."""
     readings, keyframes, boxes = scan.readings, scan.keyframes, scan.annotations
-    ego_from_sensor = geometry.rotation_matrices(scan.calibrations.rotation)
-    global_from_ego = geometry.rotation_matrices(scan.ego_poses.rotation)
-
     lidar = keyframes.lidar
-    lidar_calibration = readings.calibration[lidar]
-    lidar_pose = readings.ego_pose[lidar]
-    ego_from_lidar = ego_from_sensor[lidar_calibration]
-    # global -> lidar at each keyframe: p_lidar = lidar_from_global @ p_global - lidar_offset
-    lidar_from_global = np.einsum("sji,skj->sik", ego_from_lidar, global_from_ego[lidar_pose])
-    lidar_offset = geometry.apply_inverse(
-        ego_from_lidar, geometry.apply_inverse(global_from_ego[lidar_pose], scan.ego_poses.translation[lidar_pose])
-        + scan.calibrations.translation[lidar_calibration])
-
-    def to_lidar(rows: np.ndarray):
-        """sensor -> lidar rotation and translation for reading rows (S, n)."""
-        rows = np.maximum(rows, 0)
-        calibration, pose = readings.calibration[rows], readings.ego_pose[rows]
-        global_from_sensor = global_from_ego[pose] @ ego_from_sensor[calibration]
-        sensor_origin = (geometry.apply(global_from_ego[pose], scan.calibrations.translation[calibration])
-                         + scan.ego_poses.translation[pose])
-        rotation = lidar_from_global[:, None] @ global_from_sensor
-        translation = geometry.apply(lidar_from_global[:, None], sensor_origin) - lidar_offset[:, None]
-        return rotation, translation
-
+    lidar_from_global = global_from_reading(scan, lidar).inverse()
     sweeps = sweep_rows(readings, lidar, max_sweeps)
-    camera_rotation, camera_translation = to_lidar(keyframes.cameras)
-    sweep_rotation, sweep_translation = to_lidar(sweeps)
 
     owner = np.repeat(np.arange(len(lidar)), np.diff(keyframes.annotations))
-    pose, calibration = lidar_pose[owner], lidar_calibration[owner]
-    centre = geometry.apply(lidar_from_global[owner], boxes.translation) - lidar_offset[owner]
-    ego_orientation = geometry.quaternion_product(
-        geometry.normalised(geometry.quaternion_inverse(scan.ego_poses.rotation[pose])), boxes.rotation)
-    lidar_orientation = geometry.quaternion_product(
-        geometry.normalised(geometry.quaternion_inverse(scan.calibrations.rotation[calibration])), ego_orientation)
-    gt_boxes = np.concatenate(
-        [centre, boxes.size, -geometry.yaw(lidar_orientation)[:, None] - np.pi / 2], axis=1)
+    pose, calibration = readings.ego_pose[lidar][owner], readings.calibration[lidar][owner]
+    lidar_orientation = orientation_from_global(boxes.rotation, scan.ego_poses.rotation[pose],
+                                                scan.calibrations.rotation[calibration])
     planar_velocity = boxes.velocity * np.array([1.0, 1.0, 0.0])
-    gt_velocity = geometry.apply(lidar_from_global[owner], planar_velocity)[:, :2]
     return Temporal(
         sweeps=sweeps,
-        camera_to_lidar_rotation=camera_rotation,
-        camera_to_lidar_translation=camera_translation,
-        sweep_to_lidar_rotation=sweep_rotation,
-        sweep_to_lidar_translation=sweep_translation,
-        gt_boxes=gt_boxes,
-        gt_velocity=gt_velocity,
+        lidar_from_global=lidar_from_global,
+        lidar_from_camera=lidar_from_global[:, None].compose(global_from_reading(scan, keyframes.cameras)),
+        lidar_from_sweep=lidar_from_global[:, None].compose(global_from_reading(scan, sweeps)),
+        box_centre=lidar_from_global[owner].apply(boxes.translation),
+        box_yaw=geometry.yaw(lidar_orientation),
+        box_velocity=lidar_from_global[owner].rotate(planar_velocity)[:, :2],
     )

@@ -10,9 +10,9 @@ import msgspec
 
 from occprep.blobs import missing_files
 from occprep.config import DatasetConfig, dataset_config
-from occprep.create import CreateOptions, build_infos, summarize, write_infos
+from occprep.create import CreateOptions, build_infos, output_dirs, summarize, write_outputs
 from occprep.errors import OccprepError
-from occprep.fileio import atomic_write
+from occprep.fileio import Staging, atomic_write
 from occprep.layout import fix_root_path, fix_unity_root
 from occprep.records import CanBus
 from occprep.reporting import Reporter
@@ -147,9 +147,13 @@ def create_unity_infos(root_path: str, out_dir: Path, extra_tag: str, format_: s
     plan = plan_from_file(splits_file) if splits_file is not None else SplitPlan(
         ("train",), {s.name: "train" for s in tables.scene}, fallback=None, source="all Unity scenes")
     plan.check_scenes([s.name for s in tables.scene], f"the Unity dataset {root_path}")
-    result = build_infos(tables, CanBus(unity.can_bus, {}), infos_config(unity, config), root_path, plan,
-                         version, replace(options, file_check=False, max_sweeps=0), reporter)
-    write_infos([result], Path(out_dir), extra_tag)
-    summary, lines = summarize([result], [], reporter.elapsed)
+    options = replace(options, file_check=False, max_sweeps=0)
+    result = build_infos(tables, CanBus(unity.can_bus, {}), infos_config(unity, config), root_path, plan, version,
+                         options, reporter)
+    chosen = options.chosen_targets()
+    out_dirs, shared = output_dirs(chosen, Path(out_dir))
+    with Staging() as staging:
+        write_outputs(result, chosen, out_dirs, extra_tag, options.build_options(root_path), staging, reporter)
+    summary, lines = summarize([result], [], reporter.elapsed, shared)
     return ({"format": format_, "unity": unity.summary, **summary},
             [f"{format_} dataset {root_path}: {_counts(unity.summary)}", *_notes(unity.summary), *lines])

@@ -1,0 +1,114 @@
+"""3-D boxes seen by the keyframe cameras: camera-frame boxes and their 2-D boxes in the image.
+
+The rule is mmdetection3d's `get_2d_boxes` (v1.4.0 `mmdet3d/datasets/convert_utils.py`, also used by
+StreamPETR): each annotation box is moved global -> ego at the camera's timestamp -> camera (the
+devkit's `Box.translate/rotate`); its 8 corners with camera z > 0 are projected through the
+intrinsics; the 2-D box is the bounds of their convex hull clipped to the image, and a box whose
+clipped hull is not a polygon (no overlap, or fewer than three corners in front) has none. The
+image is `sample_data` width × height (1600 × 900 for nuScenes, which the reference hard-codes).
+Clipping uses shapely, vectorised; hulls wholly inside the image need no clipping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from occprep import geometry
+from occprep.records import Scan
+from occprep.temporal import global_from_reading, orientation_from_global
+
+CORNER_SIGNS = np.array([[1, 1, 1, 1, -1, -1, -1, -1],
+                         [1, -1, -1, 1, 1, -1, -1, 1],
+                         [1, 1, -1, -1, 1, 1, -1, -1]], dtype=np.float64).T / 2
+"""(8, 3) corners of a box of unit length, width, height in its own frame (x along the length), in
+nuScenes-devkit `Box.corners` order."""
+
+CHUNK = 1 << 18
+"""Box/camera pairs processed at once (bounds memory on trainval: ~7M pairs)."""
+FIELDS = ("sample", "camera", "box", "centre", "yaw", "velocity", "bbox")
+SHAPES = (((), np.int64), ((), np.int64), ((), np.int64), ((3,), np.float64), ((), np.float64), ((3,), np.float64),
+          ((4,), np.float64))
+"""The columns of `CameraBoxes`, and each one's row shape and dtype."""
+
+
+@dataclass(frozen=True)
+class CameraBoxes:
+    """The box/camera pairs (P) whose 2-D box exists, ordered by keyframe, camera, box."""
+
+    sample: np.ndarray
+    """(P,) int64 keyframe row."""
+    camera: np.ndarray
+    """(P,) int64 camera index in the config's order."""
+    box: np.ndarray
+    """(P,) int64 row in `Scan.annotations`."""
+    centre: np.ndarray
+    """(P, 3) float64 box centre, m, camera frame (x right, y down, z forward)."""
+    yaw: np.ndarray
+    """(P,) float64 heading of the box in the camera frame (pyquaternion `yaw_pitch_roll[0]`)."""
+    velocity: np.ndarray
+    """(P, 3) float64 planar global velocity (vz = 0) rotated into the camera frame, m/s; NaN kept."""
+    bbox: np.ndarray
+    """(P, 4) float64 [x1, y1, x2, y2], px."""
+
+
+def _hull_bounds(uv: np.ndarray, front: np.ndarray, width: np.ndarray, height: np.ndarray):
+    """Bounds (N, 4) of each pair's front corners' convex hull clipped to its image, and whether
+    the clipped hull is a polygon (N,)."""
+    count = front.sum(axis=1)
+    low = np.where(front[..., None], uv, np.inf).min(axis=1)
+    high = np.where(front[..., None], uv, -np.inf).max(axis=1)
+    inside = (low[:, 0] >= 0) & (low[:, 1] >= 0) & (high[:, 0] <= width) & (high[:, 1] <= height)
+    bounds = np.concatenate([low, high], axis=1)
+    found = (count >= 3) & inside
+    clip = np.flatnonzero((count >= 1) & ~inside & (high[:, 0] >= 0) & (high[:, 1] >= 0)
+                          & (low[:, 0] <= width) & (low[:, 1] <= height))
+    if clip.size:
+        pair, corner = np.nonzero(front[clip])
+        hulls = shapely.convex_hull(shapely.multipoints(uv[clip][pair, corner], indices=pair))
+        images = shapely.box(0, 0, width[clip], height[clip])
+        clipped = shapely.intersection(hulls, images)
+        polygon = (shapely.get_type_id(clipped) == 3) & ~shapely.is_empty(clipped)
+        bounds[clip] = shapely.bounds(clipped)
+        found[clip] = polygon
+    return bounds, found
+
+
+def camera_boxes(scan: Scan) -> CameraBoxes:
+    """Every annotation box of every keyframe in each of the keyframe's cameras, where it has a 2-D box."""
+    keyframes, boxes, readings = scan.keyframes, scan.annotations, scan.readings
+    cameras = keyframes.cameras.shape[1]
+    camera_from_global = global_from_reading(scan, keyframes.cameras).inverse()
+    intrinsics = np.array([scan.intrinsics[c] if scan.intrinsics[c] else np.eye(3).tolist()
+                           for c in range(len(scan.intrinsics))], dtype=np.float64)
+    owner = np.repeat(np.arange(len(keyframes.token)), np.diff(keyframes.annotations))
+    pair_box = np.repeat(np.arange(len(owner)), cameras)
+    pair_camera = np.tile(np.arange(cameras), len(owner))
+    columns = {name: [] for name in FIELDS}
+    for start in range(0, len(pair_box), CHUNK):
+        box, camera = pair_box[start:start + CHUNK], pair_camera[start:start + CHUNK]
+        sample = owner[box]
+        reading = keyframes.cameras[sample, camera]
+        to_camera = camera_from_global[sample, camera]
+        centre = to_camera.apply(boxes.translation[box])
+        orientation = orientation_from_global(boxes.rotation[box], scan.ego_poses.rotation[readings.ego_pose[reading]],
+                                              scan.calibrations.rotation[readings.calibration[reading]])
+        lwh = boxes.size[box][:, [1, 0, 2]]
+        corners = (np.einsum("pij,pkj->pki", geometry.rotation_matrices(orientation), CORNER_SIGNS * lwh[:, None])
+                   + centre[:, None])
+        pixels = np.einsum("pij,pkj->pki", intrinsics[readings.calibration[reading]], corners)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            uv = pixels[..., :2] / pixels[..., 2:]
+        bbox, found = _hull_bounds(uv, corners[..., 2] > 0, readings.width[reading], readings.height[reading])
+        keep = np.flatnonzero(found)
+        planar = boxes.velocity[box[keep]] * np.array([1.0, 1.0, 0.0])
+        for name, values in zip(FIELDS, (sample[keep], camera[keep], box[keep], centre[keep],
+                                         geometry.yaw(orientation[keep]), to_camera[keep].rotate(planar), bbox[keep])):
+            columns[name].append(values)
+    stacked = {name: np.concatenate(values) if values else np.zeros((0,) + shape, dtype=dtype)
+               for (name, values), (shape, dtype) in zip(columns.items(), SHAPES)}
+    order = np.lexsort((stacked["box"], stacked["camera"], stacked["sample"]))
+    return CameraBoxes(**{name: values[order] for name, values in stacked.items()})
+

@@ -1,0 +1,80 @@
+"""`bevdet`: `bevdetv2-{tag}_infos_{split}.pkl` as FlashOcc's `tools/create_data_bevdet.py` writes it
+(commit 4084861, copied into ~70 occupancy projects): the mmdetection3d 1.0 info (`occprep.targets.
+mmdet3d`, run with root `data/nuscenes` and no LiDAR sweeps) plus `ann_infos`, `scene_token`,
+`scene_name` and `occ_path`.
+
+`ann_infos` is a tuple `(boxes, labels)`: a list of float64 (9,) arrays `[x, y, z, l, w, h, yaw, vx,
+vy]` in the ego frame at the CAM_FRONT keyframe's timestamp (the box moved global -> that camera's
+ego pose, velocity rotated with its z component, NaN -> 0), and a list of int labels in BEVDet's
+label order; only boxes of the 10 detection classes with LiDAR or radar points are kept. The test
+split (the reference writes none) has no `ann_infos`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, Tuple
+
+import numpy as np
+
+from occprep import geometry
+from occprep.infos import InfoParts
+from occprep.targets import Build, BuildOptions, Target, legacy_pickle, mmdet3d
+from occprep.temporal import orientation_from_global
+
+OCC_ROOT = "./data/nuscenes"
+"""The reference's `occ_path` prefix (it ignores its own root path)."""
+
+
+def ego_boxes(parts: InfoParts) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every box in the ego frame at its keyframe's CAM_FRONT time: (A, 9) `ann_infos` rows,
+    (A,) label ids (-1: not a BEVDet class) and (A,) whether the box is kept."""
+    scan, config = parts.scan, parts.config
+    keyframes, annotations = scan.keyframes, scan.annotations
+    owner = np.repeat(np.arange(len(keyframes.token)), np.diff(keyframes.annotations))
+    front = keyframes.cameras[:, config.camera_channels.index("CAM_FRONT")]
+    pose = scan.readings.ego_pose[front][owner]
+    ego_from_global = scan.ego_poses.se3[pose].inverse()
+    orientation = orientation_from_global(annotations.rotation, scan.ego_poses.rotation[pose])
+    velocity = np.where(np.isnan(annotations.velocity).any(axis=1, keepdims=True), 0.0, annotations.velocity)
+    rows = np.concatenate([ego_from_global.apply(annotations.translation), annotations.size[:, [1, 0, 2]],
+                           geometry.yaw(orientation)[:, None], ego_from_global.rotate(velocity)[:, :2]], axis=1)
+    order = {name: label for label, name in enumerate(config.label_order("bevdet"))}
+    labels = np.array([order.get(name, -1) for name in parts.names], dtype=np.int64)
+    kept = (labels >= 0) & (annotations.num_lidar_pts + annotations.num_radar_pts > 0)
+    return rows, labels, kept
+
+
+def ann_infos(parts: InfoParts, s: int) -> Tuple[List[np.ndarray], List[int]]:
+    """`ann_infos` of keyframe `s`."""
+    rows, labels, kept = parts.memo("bevdet ann_infos", lambda: ego_boxes(parts))
+    box_rows = parts.box_rows(s)
+    chosen = np.flatnonzero(kept[box_rows]) + box_rows.start
+    return [rows[i].copy() for i in chosen.tolist()], labels[chosen].tolist()
+
+
+def info(parts: InfoParts, s: int, build: Build, root: str, max_sweeps: int) -> dict:
+    """The BEVDet info of keyframe `s`."""
+    info = mmdet3d.info(parts, s, build, root, max_sweeps)
+    if build.annotations:
+        info["ann_infos"] = ann_infos(parts, s)
+    info.update(parts.scene(s))
+    occ_root = OCC_ROOT if root == TARGET.root_path else root
+    info["occ_path"] = os.path.join(occ_root, "gts", info["scene_name"], info["token"])
+    return info
+
+
+def build(parts: InfoParts, build: Build, options: BuildOptions) -> dict:
+    """`{'infos': [...], 'metadata': {'version': ...}}`."""
+    return legacy_pickle(TARGET, info, parts, build, options)
+
+
+TARGET = Target(
+    name="bevdet",
+    file_pattern="bevdetv2-{tag}_infos_{split}.pkl",
+    readers="BEVDet, FlashOcc and the occupancy projects on its script (FB-BEV, RenderOcc, COTR, ...)",
+    box_convention="rc",
+    build=build,
+    max_sweeps=0,
+    root_path="data/nuscenes",
+)
