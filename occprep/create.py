@@ -94,8 +94,13 @@ class VersionInfos:
 
     def build(self, target: Target, options: BuildOptions) -> Dict[str, object]:
         """Split -> the pickled object of `target` (in memory; `write_outputs` streams them instead)."""
-        return {split: target.build(self.parts, Build(rows, self.version, split, self.annotations), options)
-                for split, rows in self.splits.items()}
+        return {split: self.build_split(target, split, options) for split in self.splits}
+
+    def build_split(self, target: Target, split: str, options: BuildOptions) -> object:
+        """The pickled object of `target` for one output split."""
+        build = Build(self.version, split, self.annotations, self.parts.config)
+        return target.assemble(target.neutral_infos(self.parts, self.splits[split], self.annotations, options),
+                               build, options)
 
 
 @contextlib.contextmanager
@@ -324,7 +329,7 @@ def write_outputs(result: VersionInfos, chosen: Sequence[Target], out_dirs: Dict
     with _gc_paused(), reporter.progress(total=total, desc=f"infos {result.version}", unit="info") as progress:
         for target in chosen:
             for split, rows in result.splits.items():
-                built = target.build(result.parts, Build(rows, result.version, split, result.annotations), options)
+                built = result.build_split(target, split, options)
                 path = out_dirs[target.name] / target.file_name(extra_tag, split)
                 try:
                     with staging.write(path) as handle:

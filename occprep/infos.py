@@ -27,6 +27,15 @@ def data_paths(root_path: str, filenames: Sequence[str], cwd: str) -> List[str]:
     return [p[len(prefix):] if p.startswith(prefix) and os.path.isabs(p) else p for p in paths]
 
 
+GT_KEYS = ("gt_boxes", "gt_names", "gt_velocity", "num_lidar_pts", "num_radar_pts", "valid_flag")
+"""The annotation keys of a legacy info (absent on test sets)."""
+NEUTRAL_KEYS = ("lidar_path", "token", "prev", "next", "can_bus", "frame_idx", "sweeps", "cams", "scene_token",
+                "scene_name", "lidar2ego_translation", "lidar2ego_rotation", "ego2global_translation",
+                "ego2global_rotation", "timestamp", *GT_KEYS)
+"""The keys of a neutral info (see `InfoParts.neutral`), in order. A neutral info may also carry a
+target's extra keys (`Target.extras`: BEVDet's `ann_infos`, mmdet3d-v2's `cam_instances`)."""
+
+
 class InfoParts:
     """The shared pieces of the info dicts of one `Scan` (its arrays flattened to Python values once).
 
@@ -119,6 +128,27 @@ class InfoParts:
             "ego2global_rotation": scan.ego_poses.rotation_list[pose],
             "timestamp": int(scan.keyframes.timestamp[s]),
         }
+
+    def neutral(self, s: int, annotations: bool, root: str, max_sweeps: int) -> dict:
+        """The neutral info of keyframe `s`: the BEVFormer temporal info (keys in `NEUTRAL_KEYS` order,
+        legacy boxes; no gt_* keys when `annotations` is False), from which every target is assembled."""
+        keyframes = self.scan.keyframes
+        paths = self.paths(root)
+        info = {
+            "lidar_path": self.lidar_path(s, root),
+            "token": keyframes.token[s],
+            "prev": keyframes.prev[s],
+            "next": keyframes.next[s],
+            "can_bus": self.can_bus[s],
+            "frame_idx": int(keyframes.frame_idx[s]),
+            "sweeps": self.sweeps(s, max_sweeps, paths),
+            "cams": self.cams(s, paths),
+            **self.scene(s),
+            **self.poses(s),
+        }
+        if annotations:
+            info.update(self.annotations(s, "legacy"))
+        return info
 
     def box_rows(self, s: int) -> slice:
         """Rows of keyframe `s`'s boxes in `Scan.annotations` (and every per-box array)."""

@@ -1,17 +1,22 @@
-"""Output formats ("targets"): one module per consumer family, each a writer over the same records.
+"""Output formats ("targets"): one module per consumer family, each assembled from neutral infos.
 
-A target names its files, its box convention and its defaults (the reference's sweeps and path
-root), and builds the pickled object of one split from `InfoParts` (see `occprep.infos`). A new
-format is one module here plus its entry in `TARGETS`.
+A neutral info is the BEVFormer temporal info (`occprep.infos.InfoParts.neutral`, legacy boxes),
+plus the extra keys a target needs that only the tables give (`extras`: BEVDet's `ann_infos`,
+mmdet3d-v2's `cam_instances`). `create-infos` builds neutral infos from the tables; `convert`
+reads them back from any target's pickle (`neutral`) and fills what a pickle lacks from the
+tables. A target names its files, box convention and reference defaults, and `assemble`s its
+pickled object from neutral infos. A new format is one module here plus its entry in `targets()`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from occprep.config import DatasetConfig
 from occprep.errors import OccprepError
-from occprep.infos import InfoParts
+from occprep.infos import GT_KEYS, InfoParts
 from occprep.names import check_names
 
 
@@ -29,12 +34,16 @@ class BuildOptions:
 
 @dataclass(frozen=True)
 class Build:
-    """One split to build: its keyframe rows (sample-table order), version, and whether it has annotations."""
+    """One split's pickle: its version, name, whether it has annotations, the dataset convention."""
 
-    rows: Sequence[int]
     version: str
     split: str
     annotations: bool
+    config: DatasetConfig
+
+
+Extra = Callable[[InfoParts, int, BuildOptions], object]
+"""A neutral key computed from the tables for keyframe row s."""
 
 
 @dataclass(frozen=True)
@@ -47,9 +56,14 @@ class Target:
     readers: str
     """Who reads it (for README and `inspect`)."""
     box_convention: str
-    """`occprep.boxes` convention of its `gt_boxes` ('legacy' or 'rc')."""
-    build: Callable[[InfoParts, Build, BuildOptions], object]
-    """The pickled object of one split."""
+    """`occprep.boxes` convention of its boxes ('legacy' or 'rc')."""
+    needs: Tuple[str, ...]
+    """Neutral keys its infos are made of (gt_* keys only with annotations; extras included)."""
+    assemble: Callable[[List[dict], Build, BuildOptions], object]
+    """Neutral infos -> the pickled object of one split."""
+    neutral: Callable[[object], List[dict]]
+    """Its pickled object -> neutral infos (as far as it holds them; boxes in the legacy convention)."""
+    extras: Dict[str, Extra] = field(default_factory=dict)
     max_sweeps: int = 10
     """The reference's LiDAR sweeps per info (when `--max-sweeps` is not given)."""
     root_path: Optional[str] = None
@@ -58,6 +72,13 @@ class Target:
     def file_name(self, tag: str, split: str) -> str:
         """The output file name of `split`."""
         return self.file_pattern.format(tag=tag, split=split)
+
+    def parse_file_name(self, name: str) -> Optional[Tuple[str, str]]:
+        """(tag, split) of a file name of this target, or None."""
+        pattern = re.escape(self.file_pattern).replace(r"\{tag\}", "(?P<tag>.+?)").replace(r"\{split\}",
+                                                                                           "(?P<split>[^_]+)")
+        match = re.fullmatch(pattern, name)
+        return (match["tag"], match["split"]) if match else None
 
     def sweeps(self, options: BuildOptions) -> int:
         """LiDAR sweeps per info for this run."""
@@ -68,6 +89,21 @@ class Target:
         if options.root_path is not None:
             return options.root_path
         return self.root_path if self.root_path is not None else default
+
+    def required(self, annotations: bool) -> Tuple[str, ...]:
+        """The neutral keys its infos need for a split with or without annotations."""
+        return tuple(key for key in self.needs if annotations or key not in GT_KEYS and key not in self.extras)
+
+    def neutral_infos(self, parts: InfoParts, rows: Sequence[int], annotations: bool,
+                      options: BuildOptions) -> List[dict]:
+        """Neutral infos of keyframe `rows` with this target's root, sweeps and extras."""
+        root, max_sweeps = self.root(options, parts.root_path), self.sweeps(options)
+        infos = [parts.neutral(s, annotations, root, max_sweeps) for s in rows]
+        if annotations:
+            for name, extra in self.extras.items():
+                for info, s in zip(infos, rows):
+                    info[name] = extra(parts, s, options)
+        return infos
 
 
 def targets() -> Dict[str, Target]:
@@ -87,10 +123,11 @@ def parse_targets(text: str) -> List[Target]:
     return [known[n] for n in dict.fromkeys(names)]
 
 
-def legacy_pickle(target: Target, info: Callable[[InfoParts, int, Build, str, int], dict], parts: InfoParts,
-                  build: Build, options: BuildOptions) -> dict:
-    """`{'infos': [info(...) of every row], 'metadata': {'version': ...}}`: the top level of the
-    pre-1.x mmdet3d formats (BEVFormer, mmdet3d 1.0, BEVDet)."""
-    root, max_sweeps = target.root(options, parts.root_path), target.sweeps(options)
-    return {"infos": [info(parts, s, build, root, max_sweeps) for s in build.rows],
-            "metadata": {"version": build.version}}
+def legacy_pickle(infos: List[dict], build: Build) -> dict:
+    """`{'infos': [...], 'metadata': {'version': ...}}`: the top level of the pre-1.x mmdet3d formats."""
+    return {"infos": infos, "metadata": {"version": build.version}}
+
+
+def legacy_infos(data: object) -> List[dict]:
+    """The `infos` list of a `{'infos': [...], 'metadata': ...}` pickle."""
+    return list(data["infos"])

@@ -45,7 +45,7 @@ def ego_boxes(parts: InfoParts) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rows, labels, kept
 
 
-def ann_infos(parts: InfoParts, s: int) -> Tuple[List[np.ndarray], List[int]]:
+def ann_infos(parts: InfoParts, s: int, options: BuildOptions) -> Tuple[List[np.ndarray], List[int]]:
     """`ann_infos` of keyframe `s`."""
     rows, labels, kept = parts.memo("bevdet ann_infos", lambda: ego_boxes(parts))
     box_rows = parts.box_rows(s)
@@ -53,20 +53,18 @@ def ann_infos(parts: InfoParts, s: int) -> Tuple[List[np.ndarray], List[int]]:
     return [rows[i].copy() for i in chosen.tolist()], labels[chosen].tolist()
 
 
-def info(parts: InfoParts, s: int, build: Build, root: str, max_sweeps: int) -> dict:
-    """The BEVDet info of keyframe `s`."""
-    info = mmdet3d.info(parts, s, build, root, max_sweeps)
-    if build.annotations:
-        info["ann_infos"] = ann_infos(parts, s)
-    info.update(parts.scene(s))
-    occ_root = OCC_ROOT if root == TARGET.root_path else root
-    info["occ_path"] = os.path.join(occ_root, "gts", info["scene_name"], info["token"])
-    return info
-
-
-def build(parts: InfoParts, build: Build, options: BuildOptions) -> dict:
+def assemble(neutral: List[dict], build: Build, options: BuildOptions) -> dict:
     """`{'infos': [...], 'metadata': {'version': ...}}`."""
-    return legacy_pickle(TARGET, info, parts, build, options)
+    occ_root = OCC_ROOT if options.root_path is None else options.root_path
+    infos = []
+    for n in neutral:
+        info = mmdet3d.info(n, build.annotations)
+        if build.annotations:
+            info["ann_infos"] = n["ann_infos"]
+        info["scene_token"], info["scene_name"] = n["scene_token"], n["scene_name"]
+        info["occ_path"] = os.path.join(occ_root, "gts", n["scene_name"], n["token"])
+        infos.append(info)
+    return legacy_pickle(infos, build)
 
 
 TARGET = Target(
@@ -74,7 +72,10 @@ TARGET = Target(
     file_pattern="bevdetv2-{tag}_infos_{split}.pkl",
     readers="BEVDet, FlashOcc and the occupancy projects on its script (FB-BEV, RenderOcc, COTR, ...)",
     box_convention="rc",
-    build=build,
+    needs=(*mmdet3d.KEYS, "ann_infos", "scene_token", "scene_name"),
+    assemble=assemble,
+    neutral=mmdet3d.neutral,
+    extras={"ann_infos": ann_infos},
     max_sweeps=0,
     root_path="data/nuscenes",
 )

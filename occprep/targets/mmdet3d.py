@@ -6,28 +6,34 @@ StreamPETR, SparseBEV/SparseOcc, Sparse4D and BEVDet. It equals the BEVFormer in
 
 from __future__ import annotations
 
-from occprep.infos import InfoParts
-from occprep.targets import Build, BuildOptions, Target, legacy_pickle
+from typing import List
+
+from occprep import boxes
+from occprep.infos import GT_KEYS
+from occprep.targets import Build, BuildOptions, Target, legacy_infos, legacy_pickle
+
+KEYS = ("lidar_path", "token", "sweeps", "cams", "lidar2ego_translation", "lidar2ego_rotation",
+        "ego2global_translation", "ego2global_rotation", "timestamp", *GT_KEYS)
 
 
-def info(parts: InfoParts, s: int, build: Build, root: str, max_sweeps: int) -> dict:
-    """The rc6 info of keyframe `s` (test sets: the first 9 keys only)."""
-    paths = parts.paths(root)
-    info = {
-        "lidar_path": parts.lidar_path(s, root),
-        "token": parts.scan.keyframes.token[s],
-        "sweeps": parts.sweeps(s, max_sweeps, paths),
-        "cams": parts.cams(s, paths),
-        **parts.poses(s),
-    }
-    if build.annotations:
-        info.update(parts.annotations(s, TARGET.box_convention))
+def info(neutral: dict, annotations: bool) -> dict:
+    """The rc6 info of one neutral info (test sets: the first 9 keys only)."""
+    info = {key: neutral[key] for key in KEYS[:9]}
+    if annotations:
+        info.update({key: neutral[key] for key in GT_KEYS})
+        info["gt_boxes"] = boxes.convert(neutral["gt_boxes"], "legacy", "rc")
     return info
 
 
-def build(parts: InfoParts, build: Build, options: BuildOptions) -> dict:
+def assemble(neutral: List[dict], build: Build, options: BuildOptions) -> dict:
     """`{'infos': [...], 'metadata': {'version': ...}}`."""
-    return legacy_pickle(TARGET, info, parts, build, options)
+    return legacy_pickle([info(n, build.annotations) for n in neutral], build)
+
+
+def neutral(data: object) -> List[dict]:
+    """Its infos with legacy boxes."""
+    return [{**info, "gt_boxes": boxes.convert(info["gt_boxes"], "rc", "legacy")} if "gt_boxes" in info else dict(info)
+            for info in legacy_infos(data)]
 
 
 TARGET = Target(
@@ -35,5 +41,7 @@ TARGET = Target(
     file_pattern="{tag}_infos_{split}.pkl",
     readers="mmdetection3d 1.0.x; the base pickle of StreamPETR, SparseBEV/SparseOcc, Sparse4D, PETR",
     box_convention="rc",
-    build=build,
+    needs=KEYS,
+    assemble=assemble,
+    neutral=neutral,
 )

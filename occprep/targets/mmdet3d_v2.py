@@ -15,7 +15,7 @@ written instead of crashing, and `metainfo.categories` lists every unmapped cate
 from __future__ import annotations
 
 import os
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from occprep import boxes
 from occprep.infos import InfoParts
 from occprep.errors import OccprepError
 from occprep.names import unknown_names
+from occprep.infos import GT_KEYS
 from occprep.projection import CameraBoxes, camera_boxes
 from occprep.se3 import SE3
 from occprep.targets import Build, BuildOptions, Target
@@ -31,18 +32,14 @@ NUM_PTS_FEATS = 5
 INFO_VERSION = "1.1"
 
 
-class _Values:
-    """Per-split lookups of one `InfoParts`: matrices in the output dtype, labels, camera boxes by keyframe."""
+class _CameraValues:
+    """What `cam_instances` need for every keyframe of one `InfoParts`: labels, attribute ids, the
+    boxes each camera sees and their projected centres."""
 
     def __init__(self, parts: InfoParts, options: BuildOptions) -> None:
-        scan, temporal = parts.scan, parts.temporal
-        self.dtype = np.float64 if options.float64 else np.float32
-        self.poses = self._matrices(scan.ego_poses.se3)
-        self.calibrations = self._matrices(scan.calibrations.se3)
-        self.lidar2cam = self._matrices(temporal.lidar_from_camera.inverse())
-        self.lidar2sensor = self._matrices(temporal.lidar_from_sweep.inverse())
-        self.order = parts.config.label_order("mmdet3d")
-        label = {name: i for i, name in enumerate(self.order)}
+        scan = parts.scan
+        self.dtype = _dtype(options)
+        label = {name: i for i, name in enumerate(parts.config.label_order("mmdet3d"))}
         self.labels = [label.get(name, -1) for name in parts.names]
         attributes = parts.config.label_order("mmdet3d-attributes")
         unknown = unknown_names(scan.annotations.attribute, attributes)
@@ -52,13 +49,9 @@ class _Values:
                                "label_orders[\"mmdet3d-attributes\"]")
         attribute = {name: i for i, name in enumerate(attributes)}
         self.attributes = [attribute[name] for name in scan.annotations.attribute]
-        self.rc_boxes = boxes.make(temporal.box_centre, scan.annotations.size, temporal.box_yaw, "rc")
         self.seen: CameraBoxes = parts.memo("camera boxes", lambda: camera_boxes(scan))
-        self.seen_offsets = np.searchsorted(self.seen.sample, np.arange(len(scan.keyframes.token) + 1))
+        self.offsets = np.searchsorted(self.seen.sample, np.arange(len(scan.keyframes.token) + 1))
         self.center_2d, self.depth = self._project(scan)
-
-    def _matrices(self, transforms: SE3) -> np.ndarray:
-        return transforms.as_matrix().astype(self.dtype)
 
     def _project(self, scan):
         """(P, 2) image position and (P,) depth of every seen box centre, computed in the output dtype as
@@ -73,31 +66,23 @@ class _Values:
         return projected[:, :2] / projected[:, 2:3], projected[:, 2]
 
 
-def _instances(parts: InfoParts, s: int, values: _Values) -> List[dict]:
-    rows = parts.box_rows(s)
-    annotations = parts.scan.annotations
-    valid = (annotations.num_lidar_pts[rows] + annotations.num_radar_pts[rows]) > 0
-    return [{
-        "bbox_label": values.labels[a],
-        "bbox_3d": values.rc_boxes[a].tolist(),
-        "bbox_3d_isvalid": valid[i],
-        "bbox_label_3d": values.labels[a],
-        "num_lidar_pts": annotations.num_lidar_pts[a],
-        "num_radar_pts": annotations.num_radar_pts[a],
-        "velocity": parts.temporal.box_velocity[a].tolist(),
-    } for i, a in enumerate(range(rows.start, rows.stop))]
+def _dtype(options: BuildOptions) -> type:
+    return np.float64 if options.float64 else np.float32
 
 
-def _cam_instances(parts: InfoParts, s: int, values: _Values) -> Dict[str, List[dict]]:
+def cam_instances(parts: InfoParts, s: int, options: BuildOptions) -> Dict[str, List[dict]]:
+    """`cam_instances` of keyframe `s`: per camera, the boxes of the 10 classes with a 2-D box and a
+    centre in front of the camera, in annotation order."""
+    values = parts.memo(f"mmdet3d-v2 cameras {options.float64}", lambda: _CameraValues(parts, options))
     seen, channels = values.seen, parts.config.camera_channels
-    cam_instances: Dict[str, List[dict]] = {channel: [] for channel in channels}
-    for p in range(values.seen_offsets[s], values.seen_offsets[s + 1]):
+    found: Dict[str, List[dict]] = {channel: [] for channel in channels}
+    for p in range(values.offsets[s], values.offsets[s + 1]):
         box = int(seen.box[p])
         label = values.labels[box]
         if label < 0 or values.depth[p] <= 0:
             continue
         width, length, height = parts.scan.annotations.size[box].tolist()
-        cam_instances[channels[seen.camera[p]]].append({
+        found[channels[seen.camera[p]]].append({
             "bbox_label": label,
             "bbox_label_3d": label,
             "bbox": list(seen.bbox[p]),
@@ -108,67 +93,97 @@ def _cam_instances(parts: InfoParts, s: int, values: _Values) -> Dict[str, List[
             "depth": float(values.depth[p]),
             "attr_label": values.attributes[box],
         })
-    return cam_instances
+    return found
 
 
-def data_info(parts: InfoParts, s: int, index: int, build: Build, values: _Values, paths: List[str],
-              max_sweeps: int) -> dict:
-    """The `data_list` entry of keyframe `s` at position `index` of its split."""
-    scan, temporal = parts.scan, parts.temporal
-    keyframes, readings = scan.keyframes, scan.readings
-    lidar = int(keyframes.lidar[s])
-    images = {}
-    for c, channel in enumerate(parts.config.camera_channels):
-        row = int(keyframes.cameras[s, c])
-        images[channel] = {
-            "img_path": os.path.basename(readings.filename[row]),
-            "cam2img": [list(r) for r in scan.intrinsics[int(readings.calibration[row])]],
-            "cam2ego": values.calibrations[readings.calibration[row]].tolist(),
-            "sample_data_token": readings.token[row],
-            "timestamp": int(readings.timestamp[row]) / 1e6,
-            "lidar2cam": values.lidar2cam[s, c].tolist(),
-        }
-    info = {
-        "sample_idx": index,
-        "token": keyframes.token[s],
-        "timestamp": int(keyframes.timestamp[s]) / 1e6,
-        "ego2global": values.poses[readings.ego_pose[lidar]].tolist(),
-        "images": images,
-        "lidar_points": {"num_pts_feats": NUM_PTS_FEATS, "lidar_path": os.path.basename(readings.filename[lidar]),
-                         "lidar2ego": values.calibrations[readings.calibration[lidar]].tolist()},
-    }
-    sweeps = [{
-        "timestamp": int(readings.timestamp[row]) / 1e6,
-        "ego2global": values.poses[readings.ego_pose[row]].tolist(),
-        "lidar_points": {"num_pts_feats": None, "lidar_path": paths[row],
-                         "lidar2ego": values.calibrations[readings.calibration[row]].tolist(),
-                         "lidar2sensor": values.lidar2sensor[s, k].tolist()},
-        "sample_data_token": readings.token[row],
-    } for k, row in enumerate(temporal.sweeps[s, :max_sweeps].tolist()) if row >= 0]
-    if sweeps:
-        info["lidar_sweeps"] = sweeps
-    info["instances"] = _instances(parts, s, values) if build.annotations else []
-    if build.annotations:
-        info["cam_instances"] = _cam_instances(parts, s, values)
-    return info
+def _poses(rotations: List[list], translations: List[list], dtype: type) -> Iterator[list]:
+    """4×4 nested lists of child -> parent transforms given as quaternions and translations."""
+    if not rotations:
+        return iter(())
+    return iter(SE3.from_quaternions(np.array(rotations), np.array(translations)).as_matrix().astype(dtype).tolist())
 
 
-def build(parts: InfoParts, build: Build, options: BuildOptions) -> dict:
+def _inverses(rotations: List[np.ndarray], translations: List[np.ndarray], dtype: type) -> Iterator[list]:
+    """4×4 nested lists of the inverses of sensor2lidar rotations (3×3) and translations."""
+    if not rotations:
+        return iter(())
+    return iter(SE3(np.array(rotations), np.array(translations)).inverse().as_matrix().astype(dtype).tolist())
+
+
+def _instances(neutral: dict, label: Dict[str, int]) -> List[dict]:
+    rc = boxes.convert(neutral["gt_boxes"], "legacy", "rc")
+    return [{
+        "bbox_label": label.get(name, -1),
+        "bbox_3d": box,
+        "bbox_3d_isvalid": valid,
+        "bbox_label_3d": label.get(name, -1),
+        "num_lidar_pts": lidar_pts,
+        "num_radar_pts": radar_pts,
+        "velocity": velocity,
+    } for name, box, valid, lidar_pts, radar_pts, velocity in zip(
+        neutral["gt_names"].tolist(), rc.tolist(), neutral["valid_flag"], neutral["num_lidar_pts"],
+        neutral["num_radar_pts"], neutral["gt_velocity"].tolist())]
+
+
+def assemble(neutral: List[dict], build: Build, options: BuildOptions) -> dict:
     """`{'metainfo': {...}, 'data_list': [...]}`."""
-    values = parts.memo(f"mmdet3d-v2 values {options.float64}", lambda: _Values(parts, options))
-    paths = parts.paths(TARGET.root(options, parts.root_path))
-    max_sweeps = TARGET.sweeps(options)
-    data_list = [data_info(parts, s, i, build, values, paths, max_sweeps) for i, s in enumerate(build.rows)]
-    categories = {name: i for i, name in enumerate(values.order)}
+    dtype = _dtype(options)
+    order = build.config.label_order("mmdet3d")
+    label = {name: i for i, name in enumerate(order)}
+    cams = [cam for n in neutral for cam in n["cams"].values()]
+    sweeps = [sweep for n in neutral for sweep in n["sweeps"]]
+    ego2global = _poses([n["ego2global_rotation"] for n in neutral], [n["ego2global_translation"] for n in neutral], dtype)
+    lidar2ego = _poses([n["lidar2ego_rotation"] for n in neutral], [n["lidar2ego_translation"] for n in neutral], dtype)
+    cam2ego = _poses([c["sensor2ego_rotation"] for c in cams], [c["sensor2ego_translation"] for c in cams], dtype)
+    lidar2cam = _inverses([c["sensor2lidar_rotation"] for c in cams], [c["sensor2lidar_translation"] for c in cams],
+                          dtype)
+    sweep_pose = _poses([w["ego2global_rotation"] for w in sweeps], [w["ego2global_translation"] for w in sweeps], dtype)
+    sweep2ego = _poses([w["sensor2ego_rotation"] for w in sweeps], [w["sensor2ego_translation"] for w in sweeps], dtype)
+    lidar2sweep = _inverses([w["sensor2lidar_rotation"] for w in sweeps],
+                            [w["sensor2lidar_translation"] for w in sweeps], dtype)
+    data_list = []
+    for index, n in enumerate(neutral):
+        info = {
+            "sample_idx": index,
+            "token": n["token"],
+            "timestamp": n["timestamp"] / 1e6,
+            "ego2global": next(ego2global),
+            "images": {channel: {
+                "img_path": os.path.basename(cam["data_path"]),
+                "cam2img": cam["cam_intrinsic"].tolist(),
+                "cam2ego": next(cam2ego),
+                "sample_data_token": cam["sample_data_token"],
+                "timestamp": cam["timestamp"] / 1e6,
+                "lidar2cam": next(lidar2cam),
+            } for channel, cam in n["cams"].items()},
+            "lidar_points": {"num_pts_feats": NUM_PTS_FEATS, "lidar_path": os.path.basename(n["lidar_path"]),
+                             "lidar2ego": next(lidar2ego)},
+        }
+        if n["sweeps"]:
+            info["lidar_sweeps"] = [{
+                "timestamp": sweep["timestamp"] / 1e6,
+                "ego2global": next(sweep_pose),
+                "lidar_points": {"num_pts_feats": None, "lidar_path": sweep["data_path"],
+                                 "lidar2ego": next(sweep2ego), "lidar2sensor": next(lidar2sweep)},
+                "sample_data_token": sweep["sample_data_token"],
+            } for sweep in n["sweeps"]]
+        info["instances"] = _instances(n, label) if build.annotations else []
+        if build.annotations:
+            info["cam_instances"] = n["cam_instances"]
+        data_list.append(info)
+    categories = {name: i for i, name in enumerate(order)}
     if build.annotations:
-        for s in build.rows:
-            rows = parts.box_rows(s)
-            for name, label in zip(parts.names[rows], values.labels[rows]):
-                if label < 0:
-                    categories.setdefault(name, -1)
+        categories.update((name, -1) for n in neutral for name in n["gt_names"].tolist() if name not in label)
     metainfo = {"categories": categories, "dataset": "nuscenes", "version": build.version,
                 "info_version": INFO_VERSION}
     return {"metainfo": metainfo, "data_list": data_list}
+
+
+def neutral(data: object) -> List[dict]:
+    """What survives of a neutral info: the token, and `cam_instances` (matrices are float32-rounded,
+    paths bare file names and unmapped category names lost, so everything else comes from the tables)."""
+    return [{"token": d["token"], **({"cam_instances": d["cam_instances"]} if "cam_instances" in d else {})}
+            for d in data["data_list"]]
 
 
 TARGET = Target(
@@ -176,5 +191,9 @@ TARGET = Target(
     file_pattern="{tag}_infos_{split}.pkl",
     readers="mmdetection3d 1.x (v1.1-v1.4) and the projects on its data_list format",
     box_convention="rc",
-    build=build,
+    needs=("lidar_path", "token", "sweeps", "cams", "lidar2ego_translation", "lidar2ego_rotation",
+           "ego2global_translation", "ego2global_rotation", "timestamp", *GT_KEYS, "cam_instances"),
+    assemble=assemble,
+    neutral=neutral,
+    extras={"cam_instances": cam_instances},
 )
