@@ -221,6 +221,32 @@ def create_infos_command(reporter: Reporter, root_path: str, out_dir: Path, extr
     reporter.finish(summary, lines)
 
 
+@cli.command("convert")
+@click.argument("pkl", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--to", "to", required=True, help="Target format: bevformer, mmdet3d, mmdet3d-v2 or bevdet.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file [default: the target's file name beside the input, in <target>/ if that is the "
+                   "input's name]. Never the input itself.")
+@click.option("--root-path", help="Dataset root with the input's version folder: fills what the input lacks.")
+@click.option("--canbus", type=click.Path(path_type=Path), help="Folder that contains can_bus/ (for bevformer's can_bus).")
+@click.option("--config", "config_name", default="nuscenes", show_default=True,
+              help="Dataset convention: a name in configs/ or a JSON file.")
+@click.option("--max-sweeps", type=click.IntRange(min=0), default=None,
+              help="LiDAR sweeps per info [default: the target's reference: 10; bevdet 0].")
+@click.option("--can-bus-mode", type=click.Choice(["reference", "nearest-before"]), default="reference",
+              show_default=True, help="As create-infos (only when can_bus comes from the tables).")
+@click.option("--keep-float64", is_flag=True, help="mmdet3d-v2: keep float64 where the reference rounds through float32.")
+@reporting_options
+def convert_command(reporter: Reporter, pkl: Path, to: str, out: Path, root_path: str, canbus: Path, config_name: str,
+                    max_sweeps: int, can_bus_mode: str, keep_float64: bool) -> None:
+    """Convert any target's info pickle into another target's (boxes converted, missing keys from the tables)."""
+    from occprep.convert import ConvertRequest, convert
+    from occprep.create import CreateOptions
+
+    options = CreateOptions(max_sweeps=max_sweeps, can_bus_mode=can_bus_mode, float64=keep_float64)
+    reporter.finish(*convert(ConvertRequest(pkl, to, out, root_path, canbus, config_name, options), reporter))
+
+
 @cli.command("synth")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder (becomes the data root: nuscenes/, can_bus/, occ_gt_release_v1_0/).")

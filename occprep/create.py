@@ -260,11 +260,7 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
     results = []
     with Staging() as staging:
         for concrete in versions:
-            tables = read_scan_tables(root / concrete, config, reporter)
-            check_config_names(config, tables, config_name)
-            with _gc_paused():
-                scanned = scan(tables, config)
-            del tables
+            scanned = scan_version(root / concrete, config, config_name, reporter)
             can_bus = read_can_bus(canbus_root, scanned.scenes.name, config, reporter)
             plan = custom_plan or official_plan(concrete)
             result = infos_from_scan(scanned, can_bus, config, root_path, plan, concrete, options, reporter,
@@ -274,6 +270,15 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
             results.append(replace(result, parts=None))
             del result
     return summarize(results, skipped, reporter.elapsed, notes + shared)
+
+
+def scan_version(version_dir: Path, config: DatasetConfig, config_name: str, reporter: Reporter) -> Scan:
+    """Read (the parts `scan` uses of) one version folder's tables and scan them, checking that the
+    channels and categories the config names exist."""
+    tables = read_scan_tables(version_dir, config, reporter)
+    check_config_names(config, tables, config_name)
+    with _gc_paused():
+        return scan(tables, config)
 
 
 def output_dirs(chosen: Sequence[Target], out_dir: Path) -> Tuple[Dict[str, Path], List[str]]:

@@ -131,3 +131,22 @@ def legacy_pickle(infos: List[dict], build: Build) -> dict:
 def legacy_infos(data: object) -> List[dict]:
     """The `infos` list of a `{'infos': [...], 'metadata': ...}` pickle."""
     return list(data["infos"])
+
+
+def identify(data: object, file_name: str = "") -> Optional[Target]:
+    """The target a loaded pickle is, from its structure and keys (and, for one without infos, its
+    file name); None when it is none of them."""
+    known = targets()
+    if isinstance(data, dict) and "data_list" in data:
+        return known["mmdet3d-v2"]
+    if not isinstance(data, dict) or not isinstance(data.get("infos"), list):
+        return None
+    first = next((info for info in data["infos"] if isinstance(info, dict)), None)
+    if first is not None:
+        if "can_bus" in first or "prev" in first:
+            return known["bevformer"]
+        if "ann_infos" in first or "occ_path" in first:
+            return known["bevdet"]
+        return known["mmdet3d"] if "lidar_path" in first else None
+    named = [t for t in known.values() if t.name != "mmdet3d-v2" and t.parse_file_name(file_name)]
+    return max(named, key=lambda t: len(t.file_pattern), default=None)

@@ -1,0 +1,151 @@
+"""`occprep convert`: any target's pickle into any other's, never in place.
+
+The input is read back into neutral infos (`Target.neutral`: boxes moved to the legacy convention,
+so the box convention is converted, never copied). What the target needs and the input does not
+hold (BEVFormer's CAN bus and sample chain from an mmdet3d pickle, BEVDet's `ann_infos`,
+mmdet3d-v2's `cam_instances`, LiDAR sweeps deeper than the input's, almost everything from a
+float32-rounded mmdet3d-v2 pickle) is filled from the tables when a dataset root is given, and is
+otherwise an error naming those keys and the flags that supply them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from occprep.canbus import read_can_bus
+from occprep.config import dataset_config
+from occprep.create import CreateOptions, check_root_path, infos_from_scan, scan_version
+from occprep.errors import OccprepError
+from occprep.fileio import atomic_write
+from occprep.names import check_names
+from occprep.pickles import load_pickle, write_pickle
+from occprep.records import CanBus
+from occprep.reporting import Reporter
+from occprep.splits import SplitPlan
+from occprep.targets import Build, BuildOptions, Target, identify, parse_targets
+
+
+@dataclass(frozen=True)
+class ConvertRequest:
+    """What `occprep convert` was asked to do."""
+
+    source: Path
+    to: str
+    out: Optional[Path] = None
+    """Default: the target's file name beside the input (in `<target>/` when that is the input's name)."""
+    root_path: Optional[str] = None
+    """Dataset root with the version folder, to fill what the input lacks."""
+    canbus: Optional[Path] = None
+    """Folder that contains can_bus/ (for BEVFormer's `can_bus`)."""
+    config_name: str = "nuscenes"
+    options: CreateOptions = CreateOptions()
+
+
+def read_source(path: Path) -> Tuple[object, Target]:
+    """The loaded pickle and the target it is; an error when it is no target's."""
+    data = load_pickle(path)
+    source = identify(data, Path(path).name)
+    if source is None:
+        raise OccprepError(f"{path}: not an info pickle of any target (bevformer, mmdet3d, mmdet3d-v2, bevdet); "
+                           "`occprep inspect` says what it holds")
+    return data, source
+
+
+def _version_and_annotations(data: object, neutral: List[dict], source: Target) -> Tuple[str, bool]:
+    if source.name == "mmdet3d-v2":
+        version = data["metainfo"].get("version", "")
+        annotations = any("cam_instances" in info for info in neutral) or (not neutral and "test" not in version)
+    else:
+        version = (data.get("metadata") or {}).get("version", "")
+        annotations = any("gt_boxes" in info for info in neutral) or (not neutral and "test" not in version)
+    return version, annotations
+
+
+def output_path(request: ConvertRequest, source: Target, target: Target) -> Path:
+    """Where the converted pickle goes; refuses the input itself."""
+    source_path = Path(request.source)
+    out = request.out
+    if out is None:
+        parsed = source.parse_file_name(source_path.name)
+        if parsed is None:
+            raise OccprepError(f"{source_path}: its name does not follow {source.file_pattern}; pass --out FILE")
+        out = source_path.parent / target.file_name(*parsed)
+        if out.resolve() == source_path.resolve():
+            out = source_path.parent / target.name / out.name
+    if Path(out).resolve() == source_path.resolve():
+        raise OccprepError(f"--out {out}: that is the input; convert never writes in place, give another file")
+    return Path(out)
+
+
+def _missing(neutral: List[dict], target: Target, annotations: bool, max_sweeps: int) -> List[str]:
+    """Neutral keys the target needs that not every input info holds (sweeps: not deep enough)."""
+    missing = [key for key in target.required(annotations) if not all(key in info for info in neutral)]
+    if "sweeps" not in missing and max_sweeps > 0 and neutral:
+        deepest = max(len(info["sweeps"]) for info in neutral)
+        if deepest < max_sweeps:
+            missing.append("sweeps")
+    return missing
+
+
+def _from_tables(request: ConvertRequest, target: Target, version: str, tokens: List[str], annotations: bool,
+                 need_can_bus: bool, reporter: Reporter) -> List[dict]:
+    """Neutral infos of `tokens` (in that order) built from the tables of `version`."""
+    root = check_root_path(request.root_path)
+    if not (root / version).is_dir():
+        raise OccprepError(f"--root-path {request.root_path}: no {version}/ folder (the input's version); pass the "
+                           "dataset root that holds it")
+    config = dataset_config(request.config_name)
+    scanned = scan_version(root / version, config, request.config_name, reporter)
+    can_bus = CanBus({}, {})
+    if need_can_bus:
+        if request.canbus is None:
+            raise OccprepError("the input has no can_bus values: pass --canbus DIR (the folder that contains can_bus/)")
+        can_bus = read_can_bus(request.canbus, scanned.scenes.name, config, reporter)
+    check_names(tokens, set(scanned.keyframes.token), "sample token", f"{request.source}",
+                f"the {version} tables under {request.root_path} are not the ones it was made from")
+    names = scanned.scenes.name
+    plan = SplitPlan(("all",), {name: "all" for name in names}, fallback="all", source="convert")
+    options = CreateOptions(max_sweeps=request.options.max_sweeps, can_bus_mode=request.options.can_bus_mode,
+                            file_check=False, targets=(target.name,), root_given=True, float64=request.options.float64)
+    result = infos_from_scan(scanned, can_bus, config, request.root_path, plan, version, options, reporter,
+                             annotations=annotations)
+    row = {token: s for s, token in enumerate(scanned.keyframes.token)}
+    return target.neutral_infos(result.parts, [row[t] for t in tokens], annotations,
+                                options.build_options(request.root_path))
+
+
+def convert(request: ConvertRequest, reporter: Reporter) -> Tuple[dict, List[str]]:
+    """Convert `request.source` to target `request.to`; returns the summary (JSON-ready) and its lines."""
+    target = parse_targets(request.to)[0]
+    data, source = read_source(request.source)
+    out = output_path(request, source, target)
+    neutral = source.neutral(data)
+    version, annotations = _version_and_annotations(data, neutral, source)
+    build_options = BuildOptions(max_sweeps=request.options.max_sweeps, root_path=request.root_path,
+                                 float64=request.options.float64)
+    max_sweeps = target.sweeps(build_options)
+    missing = _missing(neutral, target, annotations, max_sweeps)
+    if missing and request.root_path is None:
+        flags = "--root-path (the dataset root with the tables)" + (" and --canbus" if "can_bus" in missing else "")
+        raise OccprepError(f"{request.source}: a {source.name} pickle lacks {', '.join(missing)} for {target.name}; "
+                           f"pass {flags} to fill them from the tables")
+    if missing:
+        tables = _from_tables(request, target, version, [info["token"] for info in neutral], annotations,
+                              "can_bus" in missing, reporter)
+        for info, filled in zip(neutral, tables):
+            info.update({key: filled[key] for key in missing})
+    for info in neutral:
+        info["sweeps"] = info["sweeps"][:max_sweeps] if "sweeps" in info else []
+    split = (source.parse_file_name(Path(request.source).name) or ("", "all"))[1]
+    built = target.assemble(neutral, Build(version, split, annotations, dataset_config(request.config_name)),
+                            build_options)
+    with atomic_write(out) as handle:
+        write_pickle(built, handle)
+    filled = f"; from the tables: {', '.join(missing)}" if missing else ""
+    summary = {"source": str(request.source), "source_target": source.name, "target": target.name, "out": str(out),
+               "infos": len(neutral), "version": version, "filled_from_tables": missing}
+    return summary, [f"{request.source} ({source.name}, {len(neutral)} infos, {version}) -> {out} ({target.name}, "
+                     f"{target.box_convention} boxes){filled}"]
+
