@@ -15,7 +15,7 @@ with no error, so every output states its convention and `measure` recognises it
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -67,3 +67,11 @@ def measure(boxes: np.ndarray, names: Sequence[str]) -> Optional[str]:
     if share is None or 0.2 < share < 0.8:
         return None
     return "rc" if share >= 0.8 else "legacy"
+
+
+def of_infos(infos: Sequence[dict]) -> Tuple[np.ndarray, List[str]]:
+    """All `gt_boxes` rows of legacy infos that have `gt_names` too, and those names (for `measure`)."""
+    labelled = [info for info in infos if "gt_boxes" in info and "gt_names" in info]
+    rows = [np.asarray(info["gt_boxes"], dtype=np.float64).reshape(-1, 7) for info in labelled]
+    names = [str(name) for info in labelled for name in info["gt_names"]]
+    return (np.concatenate(rows) if rows else np.zeros((0, 7))), names

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from occprep import boxes
 from occprep.canbus import read_can_bus
 from occprep.config import dataset_config
 from occprep.create import CreateOptions, check_root_path, infos_from_scan, scan_version
@@ -121,6 +122,11 @@ def convert(request: ConvertRequest, reporter: Reporter) -> Tuple[dict, List[str
     target = parse_targets(request.to)[0]
     data, source = read_source(request.source)
     out = output_path(request, source, target)
+    measured = boxes.measure(*boxes.of_infos(data.get("infos", [])))
+    if measured is not None and measured != source.box_convention:
+        raise OccprepError(f"{request.source}: its structure is {source.name}'s ({source.box_convention} boxes) but its "
+                           f"boxes are in the {measured} convention (`occprep inspect` shows it), so the boxes cannot "
+                           f"be converted safely; regenerate it with `occprep create-infos --target {target.name}`")
     neutral = source.neutral(data)
     version, annotations = _version_and_annotations(data, neutral, source)
     build_options = BuildOptions(max_sweeps=request.options.max_sweeps, root_path=request.root_path,

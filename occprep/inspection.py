@@ -15,10 +15,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import msgspec
 import numpy as np
 
+from occprep import boxes
 from occprep.config import config_dir
 from occprep.errors import OccprepError
 from occprep.fileio import read_json
 from occprep.pickles import load_pickle
+from occprep.se3 import SE3
+from occprep.targets import identify
 
 OCC_KEYS = ("occ_gt_path", "flow_gt_path", "occ_invalid_path", "occ_path")
 """Info keys naming occupancy/flow ground truth (OpenOcc v1, Occ3D, BEVDet/FlashOcc)."""
@@ -35,7 +38,9 @@ class Consumer(msgspec.Struct, frozen=True):
     """Pickle generation it reads: 'legacy' or 'v1.x'."""
     info_keys: Tuple[str, ...]
     cam_keys: Tuple[str, ...]
-    """Keys it reads from each entry of `info['cams']`."""
+    """Keys it reads from each entry of `info['cams']` (1.x: of `images`)."""
+    boxes: str = "legacy"
+    """The box convention it builds its boxes in (`occprep.boxes`)."""
     note: str = ""
 
 
@@ -55,10 +60,12 @@ class ConsumerFit(msgspec.Struct, frozen=True):
     missing_info_keys: Tuple[str, ...]
     missing_cam_keys: Tuple[str, ...]
     wrong_generation: bool
+    wrong_boxes: bool = False
+    """The boxes are measurably in the other convention than the consumer's."""
 
     @property
     def ok(self) -> bool:
-        return not (self.missing_info_keys or self.missing_cam_keys or self.wrong_generation)
+        return not (self.missing_info_keys or self.missing_cam_keys or self.wrong_generation or self.wrong_boxes)
 
 
 class PathRoot(msgspec.Struct, frozen=True):
@@ -103,6 +110,16 @@ class InfoReport(msgspec.Struct):
     paths: List[PathRoot]
     paths_checked: str
     """'all' or 'sample of N per key'."""
+    target: Optional[str] = None
+    """The occprep target whose structure and keys the pickle has (None: none of them)."""
+    file_name_matches: bool = True
+    """Whether the file name is the one that target writes."""
+    box_convention: Optional[str] = None
+    """The box convention measured from the boxes ('legacy' or 'rc'; None: the boxes do not tell)."""
+    long_first_share: Optional[float] = None
+    """Share of car-like boxes whose first size is the larger (rc: ~1, legacy: ~0)."""
+    warnings: List[str] = []
+    """Disagreements between structure, name and measured conventions."""
 
 
 def inspect_pickle(path: Path, all_paths: bool = False, sample_size: int = 200,
@@ -118,13 +135,16 @@ def inspect_pickle(path: Path, all_paths: bool = False, sample_size: int = 200,
     scene_counts = Counter(info["scene_token"] for info in infos if "scene_token" in info)
     per_scene = list(scene_counts.values())
     zero = [info for info in infos if not _has_can_bus(info)]
+    target = identify(data, Path(path).name)
+    measured = boxes.of_infos(infos)
     return InfoReport(
         path=str(path), generation=generation, version=version, samples=len(infos),
         scenes=len(scene_counts) if scene_counts else None,
         samples_per_scene=({"min": min(per_scene), "max": max(per_scene),
                             "mean": round(float(np.mean(per_scene)), 2)} if per_scene else {}),
         keys=dict(sorted(keys.items())), cam_keys=dict(sorted(cam_keys.items())),
-        consumers=[_fit(c, generation, infos, keys, cam_keys, len(cams)) for c in (consumer_list or consumers())],
+        consumers=[_fit(c, generation, infos, keys, cam_keys, len(cams), boxes.measure(*measured))
+                   for c in (consumer_list or consumers())],
         classes=dict(sorted(Counter(str(n) for info in infos for n in info.get("gt_names", ())).items(),
                             key=lambda kv: (-kv[1], kv[0]))),
         zero_can_bus=len(zero),
@@ -132,7 +152,50 @@ def inspect_pickle(path: Path, all_paths: bool = False, sample_size: int = 200,
         without_occupancy=sum(not any(k in info for k in OCC_KEYS) for info in infos),
         paths=_path_roots(infos, None if all_paths else sample_size, path),
         paths_checked="all" if all_paths else f"sample of up to {sample_size} per key",
+        target=target.name if target else None,
+        file_name_matches=bool(target and target.parse_file_name(Path(path).name)),
+        box_convention=boxes.measure(*measured), long_first_share=boxes.long_first_share(*measured),
+        warnings=_warnings(target, Path(path).name, boxes.measure(*measured), infos),
     )
+
+
+def _warnings(target, file_name: str, measured: Optional[str], infos: list) -> List[str]:
+    """Loud disagreements: boxes of the other convention than the structure says, a file name of
+    another target, BEVDet ann_infos outside its ego frame."""
+    warnings = []
+    if target is None:
+        return ["the structure and keys match no target (bevformer, mmdet3d, mmdet3d-v2, bevdet)"]
+    if measured is not None and measured != target.box_convention:
+        warnings.append(f"the structure is {target.name}'s ({target.box_convention} boxes), but the boxes are in the "
+                        f"{measured} convention: a {target.name} consumer would train on wrong boxes; regenerate it "
+                        f"with `occprep create-infos --target {target.name}` or `occprep convert`")
+    if not target.parse_file_name(file_name):
+        warnings.append(f"the file name is not {target.file_pattern}, the name {target.name} consumers look for")
+    if target.name == "bevdet" and bevdet_boxes_in_lidar_frame(infos):
+        warnings.append("ann_infos boxes sit where gt_boxes are in the LiDAR frame, not in BEVDet's ego frame at "
+                        "CAM_FRONT's time: FlashOcc would train on shifted boxes")
+    return warnings
+
+
+def bevdet_boxes_in_lidar_frame(infos: list) -> bool:
+    """Whether BEVDet `ann_infos` centres are closer to the LiDAR-frame `gt_boxes` centres than to those
+    centres moved into the ego frame at CAM_FRONT's time (checked on up to 20 infos with boxes)."""
+    closer_to_lidar = closer_to_ego = 0
+    for info in [i for i in infos if i.get("ann_infos") and len(i["ann_infos"][0]) and "gt_boxes" in i][:20]:
+        lidar = np.asarray(info["gt_boxes"], dtype=np.float64)[:, :3]
+        ego_from_lidar = SE3.from_quaternions(np.array(info["lidar2ego_rotation"]), np.array(info["lidar2ego_translation"]))
+        global_from_ego = SE3.from_quaternions(np.array(info["ego2global_rotation"]),
+                                               np.array(info["ego2global_translation"]))
+        front = info["cams"]["CAM_FRONT"]
+        global_from_front = SE3.from_quaternions(np.array(front["ego2global_rotation"]),
+                                                 np.array(front["ego2global_translation"]))
+        ego = global_from_front.inverse().compose(global_from_ego).compose(ego_from_lidar).apply(lidar)
+        centres = np.asarray(info["ann_infos"][0], dtype=np.float64)[:, :3]
+        to_lidar = np.linalg.norm(centres[:, None] - lidar[None], axis=2).min(axis=1)
+        to_ego = np.linalg.norm(centres[:, None] - ego[None], axis=2).min(axis=1)
+        closer_to_lidar += int(np.median(to_lidar) < np.median(to_ego))
+        closer_to_ego += int(np.median(to_ego) < np.median(to_lidar))
+    return closer_to_lidar > closer_to_ego
 
 
 def unwrap_infos(path: Path, data: object) -> Tuple[str, list, Optional[str]]:
@@ -156,6 +219,7 @@ def _flatten_v1x(info: dict, metainfo: dict) -> dict:
     if isinstance(info.get("instances"), list):
         flat["gt_names"] = [names.get(inst.get("bbox_label_3d"), str(inst.get("bbox_label_3d")))
                             for inst in info["instances"]]
+        flat["gt_boxes"] = [inst["bbox_3d"] for inst in info["instances"] if "bbox_3d" in inst]
     return flat
 
 
@@ -170,12 +234,13 @@ def _has_can_bus(info: dict) -> bool:
 
 
 def _fit(consumer: Consumer, generation: str, infos: list, keys: Counter, cam_keys: Counter,
-         n_cams: int) -> ConsumerFit:
+         n_cams: int, measured: Optional[str]) -> ConsumerFit:
     return ConsumerFit(
         name=consumer.name,
         missing_info_keys=tuple(k for k in consumer.info_keys if keys[k] < len(infos)),
         missing_cam_keys=tuple(k for k in consumer.cam_keys if cam_keys[k] < n_cams or not n_cams),
         wrong_generation=(consumer.reads == "legacy") != (generation == LEGACY),
+        wrong_boxes=measured is not None and measured != consumer.boxes,
     )
 
 
@@ -226,6 +291,12 @@ def render_report(report: InfoReport) -> List[str]:
     """The report as the lines `occprep inspect` prints."""
     lines = [f"{report.path}",
              f"  format      {report.generation}",
+             f"  target      {report.target or '(none)'}"
+             + ("" if report.file_name_matches or report.target is None else " (file name of another target)"),
+             f"  boxes       {report.box_convention or 'convention not measurable'}"
+             + (f" ({report.long_first_share:.0%} of car-like boxes list the larger size first)"
+                if report.long_first_share is not None else ""),
+             *(f"  WARNING     {warning}" for warning in report.warnings),
              f"  version     {report.version or '(none)'}",
              f"  samples     {report.samples:,}"]
     if report.scenes is not None:
@@ -239,8 +310,9 @@ def render_report(report: InfoReport) -> List[str]:
         if fit.ok:
             lines.append(f"    [ok]   {fit.name}")
             continue
-        missing = [*fit.missing_info_keys, *(f"cams.{k}" for k in fit.missing_cam_keys)]
-        what = "reads the other pickle generation" if fit.wrong_generation else ""
+        missing = [] if fit.wrong_generation else [*fit.missing_info_keys, *(f"cams.{k}" for k in fit.missing_cam_keys)]
+        what = "; ".join([*(["reads the other pickle generation"] if fit.wrong_generation else []),
+                          *(["builds boxes in the other convention"] if fit.wrong_boxes else [])])
         if missing:
             what += ("; " if what else "") + "missing " + ", ".join(missing)
         lines.append(f"    [miss] {fit.name}: {what}")
