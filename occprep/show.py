@@ -15,12 +15,14 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from occprep import boxes
 from occprep.config import OccupancyFormat, occupancy_format
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write
-from occprep.geometry import apply_inverse, rotation_matrices
 from occprep.names import check_names
 from occprep.occupancy import PathLocator
+from occprep.se3 import SE3
+from occprep.targets import Target, identify
 
 DPI = 100
 SIZE_ONE_PANEL = (8.0, 7.5)
@@ -80,17 +82,41 @@ def select_info(infos: Sequence[dict], token: Optional[str], index: Optional[int
     return infos[index]
 
 
-def box_corners(boxes: np.ndarray) -> np.ndarray:
+def drawable(info: dict, target: Optional[Target], data: object) -> dict:
+    """`info` with what the drawing reads in the legacy layout: `gt_boxes` in the legacy convention
+    (converted from the convention the boxes measurably have, else from the target's), names,
+    velocities, and `cams` with sensor2lidar and intrinsics (from mmdet3d 1.x `images` and `instances`)."""
+    if target is not None and target.name == "mmdet3d-v2":
+        labels = {label: name for name, label in data["metainfo"]["categories"].items() if label >= 0}
+        instances = info.get("instances", [])
+        info = {
+            "token": info.get("token"),
+            "lidar_points": info.get("lidar_points", {}),
+            "gt_boxes": np.array([inst["bbox_3d"] for inst in instances], dtype=np.float64).reshape(-1, 7),
+            "gt_names": [labels.get(inst["bbox_label_3d"], "other") for inst in instances],
+            "gt_velocity": np.array([inst["velocity"] for inst in instances], dtype=np.float64).reshape(-1, 2),
+            "cams": {name: {"sensor2lidar_rotation": lidar_from_camera.rotation,
+                            "sensor2lidar_translation": lidar_from_camera.translation, "cam_intrinsic": cam["cam2img"]}
+                     for name, cam in info.get("images", {}).items()
+                     for lidar_from_camera in [SE3.from_matrices(cam["lidar2cam"]).inverse()]},
+        }
+    if "gt_boxes" not in info:
+        return info
+    convention = boxes.measure(*boxes.of_infos([info])) or (target.box_convention if target else "legacy")
+    return {**info, "gt_boxes": boxes.convert(info["gt_boxes"], convention, "legacy")}
+
+
+def box_corners(gt_boxes: np.ndarray) -> np.ndarray:
     """(N, 4, 2) footprint corners of legacy `gt_boxes` [x, y, z, w, l, h, -yaw - pi/2], LiDAR frame, m."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
-    heading = -boxes[:, 6] - np.pi / 2
-    half_l, half_w = boxes[:, 4] / 2, boxes[:, 3] / 2
+    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 7)
+    heading = -gt_boxes[:, 6] - np.pi / 2
+    half_l, half_w = gt_boxes[:, 4] / 2, gt_boxes[:, 3] / 2
     along = np.stack([np.cos(heading), np.sin(heading)], -1)
     across = np.stack([-np.sin(heading), np.cos(heading)], -1)
     signs = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]], dtype=np.float64)
     offsets = (signs[None, :, :1] * (half_l[:, None, None] * along[:, None, :])
                + signs[None, :, 1:] * (half_w[:, None, None] * across[:, None, :]))
-    return boxes[:, None, :2] + offsets
+    return gt_boxes[:, None, :2] + offsets
 
 
 def frustum(channel: str, cam: dict) -> Frustum:
@@ -109,12 +135,16 @@ def frustum(channel: str, cam: dict) -> Frustum:
 
 
 def ego_outline(info: dict) -> np.ndarray:
-    """(4, 2) EGO_OUTLINE in the LiDAR frame via the inverse of lidar2ego, m."""
-    if "lidar2ego_rotation" not in info or "lidar2ego_translation" not in info:
+    """(4, 2) EGO_OUTLINE in the LiDAR frame via the inverse of lidar2ego (legacy quaternion keys, or
+    mmdet3d 1.x `lidar_points.lidar2ego`), m."""
+    if "lidar2ego_rotation" in info and "lidar2ego_translation" in info:
+        ego_from_lidar = SE3.from_quaternions(np.asarray(info["lidar2ego_rotation"]),
+                                              np.asarray(info["lidar2ego_translation"]))
+    elif "lidar2ego" in (info.get("lidar_points") or {}):
+        ego_from_lidar = SE3.from_matrices(info["lidar_points"]["lidar2ego"])
+    else:
         return EGO_OUTLINE[:, :2]
-    ego_from_lidar = rotation_matrices(np.asarray(info["lidar2ego_rotation"]))
-    lidar_in_ego = np.asarray(info["lidar2ego_translation"], dtype=np.float64)
-    return apply_inverse(ego_from_lidar, EGO_OUTLINE - lidar_in_ego)[:, :2]
+    return ego_from_lidar.inverse().apply(EGO_OUTLINE)[:, :2]
 
 
 def top_labels(dense: np.ndarray, free_label: int) -> np.ndarray:
@@ -188,11 +218,11 @@ def _draw_bev(ax, info: dict) -> None:
                                  edgecolor="#4a90d9", linewidth=0.8))
             label_at = f.apex + 0.85 * (f.corners.mean(axis=0) - f.apex)
             ax.text(*label_at, cam_name.replace("CAM_", ""), fontsize=7, color="#2a5a99", ha="center", va="center")
-    boxes = np.asarray(info.get("gt_boxes", np.zeros((0, 7))), dtype=np.float64).reshape(-1, 7)
+    gt_boxes = np.asarray(info.get("gt_boxes", np.zeros((0, 7))), dtype=np.float64).reshape(-1, 7)
     names = [str(n) for n in info.get("gt_names", [])]
-    velocity = np.asarray(info.get("gt_velocity", np.full((len(boxes), 2), np.nan)), dtype=np.float64)
+    velocity = np.asarray(info.get("gt_velocity", np.full((len(gt_boxes), 2), np.nan)), dtype=np.float64)
     seen: Dict[str, str] = {}
-    for corners, centre, name, v in zip(box_corners(boxes), boxes[:, :2], names, velocity.reshape(-1, 2)):
+    for corners, centre, name, v in zip(box_corners(gt_boxes), gt_boxes[:, :2], names, velocity.reshape(-1, 2)):
         colour = CLASS_COLOURS.get(name, OTHER_COLOUR)
         ax.add_patch(Polygon(corners, closed=True, fill=False, edgecolor=colour, linewidth=1.2,
                              label=None if name in seen else name))
@@ -207,7 +237,7 @@ def _draw_bev(ax, info: dict) -> None:
     ax.grid(True, linewidth=0.3, alpha=0.5)
     ax.set_xlabel("x (m, LiDAR frame)")
     ax.set_ylabel("y (m)")
-    ax.set_title(f"{len(boxes)} boxes, {len(info.get('cams') or {})} cameras; arrows: velocity (m/s over 1 s)",
+    ax.set_title(f"{len(gt_boxes)} boxes, {len(info.get('cams') or {})} cameras; arrows: velocity (m/s over 1 s)",
                  fontsize=9)
     if seen:
         ax.legend(loc="upper left", fontsize=7, framealpha=0.8, ncol=2)
@@ -264,13 +294,12 @@ def show_sample(pkl: Path, token: Optional[str], index: Optional[int], out: Path
     Relative occupancy paths are looked up from the current directory, then from `data_root`
     (default: the pickle's folder) and its parents.
     """
-    from occprep.inspection import LEGACY, unwrap_infos
+    from occprep.inspection import unwrap_infos
     from occprep.pickles import load_pickle
 
-    generation, infos, _ = unwrap_infos(pkl, load_pickle(pkl))
-    if generation != LEGACY:
-        raise OccprepError(f"{pkl}: show draws legacy infos (infos/metadata); this is {generation}")
-    info = select_info(infos, token, index, pkl)
+    data = load_pickle(pkl)
+    _, infos, _ = unwrap_infos(pkl, data)
+    info = drawable(select_info(infos, token, index, pkl), identify(data, pkl.name), data)
     top_view = load_top_view(info, PathLocator(data_root or pkl.parent)) if occupancy else None
     write_png(render(info, top_view, describe(info, pkl)), out)
     return Shown(out, str(info.get("token")), top_view.source if top_view else None)
