@@ -48,10 +48,12 @@ def cli() -> None:
 
 @cli.command("merge-occ")
 @click.option("--infos-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of {extra_tag}_infos_temporal_{split}.pkl (create-infos output).")
+              help="Folder of the create-infos output (e.g. {extra_tag}_infos_temporal_{split}.pkl).")
 @click.option("--occ-root", required=True,
               help="The occupancy release: OpenOcc v1 (occ_gt_{split}.json + files) or the folder holding Occ3D's gts/.")
 @click.option("--extra-tag", default="nuscenes", show_default=True, help="Prefix of the info file names.")
+@click.option("--target", default="bevformer", show_default=True,
+              help="Format of the infos (their file names): bevformer, mmdet3d, mmdet3d-v2 or bevdet.")
 @click.option("--splits", default="train,val", show_default=True, help="Comma-separated: train, val, test.")
 @click.option("--format", "format_", type=click.Choice(["openocc-v1", "occ3d"]), default="openocc-v1",
               show_default=True, help="Ground truth layout.")
@@ -68,7 +70,7 @@ def cli() -> None:
 @click.option("--path-root", type=click.Path(file_okay=False, path_type=Path),
               help="Base directory for --path-style relative.")
 @reporting_options
-def merge_occ_command(reporter: Reporter, infos_dir: Path, occ_root: str, extra_tag: str, splits: str,
+def merge_occ_command(reporter: Reporter, infos_dir: Path, occ_root: str, extra_tag: str, target: str, splits: str,
                       format_: str, out_dir: Path, allow_missing: bool, verify: bool, workers: int,
                       path_style: str, path_root: Path) -> None:
     """Merge occupancy/flow ground truth paths into temporal infos, reporting coverage."""
@@ -76,7 +78,8 @@ def merge_occ_command(reporter: Reporter, infos_dir: Path, occ_root: str, extra_
 
     options = MergeOptions(infos_dir=infos_dir, occ_root=occ_root, format=format_, extra_tag=extra_tag,
                            splits=parse_splits(splits), out_dir=out_dir, allow_missing=allow_missing,
-                           verify=verify, workers=workers, path_style=path_style, path_root=path_root)
+                           verify=verify, workers=workers, path_style=path_style, path_root=path_root,
+                           target=target)
     result = merge_occ(options, reporter)
     reporter.finish(*summarize(result))
     if result.problem:

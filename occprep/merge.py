@@ -41,6 +41,7 @@ from occprep.occupancy import (
 )
 from occprep.pickles import dumps, load_pickle
 from occprep.reporting import Reporter
+from occprep.targets import parse_targets, targets
 
 SPLITS = ("train", "val", "test")
 PATH_STYLES = ("as-is", "relative", "absolute")
@@ -67,6 +68,8 @@ class MergeOptions:
     path_style: str = "as-is"
     path_root: Optional[Path] = None
     """Base directory of `path_style='relative'` paths."""
+    target: str = "bevformer"
+    """The `occprep.targets` format of the infos (its file names and structure)."""
 
 
 @dataclass
@@ -131,32 +134,36 @@ def parse_splits(text: str) -> Tuple[str, ...]:
 
 
 def infos_path(options: MergeOptions, split: str) -> Path:
-    """The create-infos output merged for `split`."""
-    return Path(options.infos_dir) / f"{options.extra_tag}_infos_temporal_{split}.pkl"
+    """The create-infos output merged for `split` (the target's file name)."""
+    return Path(options.infos_dir) / targets()[options.target].file_name(options.extra_tag, split)
 
 
 def output_path(options: MergeOptions, split: str) -> Path:
-    """OpenOcc v1: `{tag}_infos_temporal_{split}_occ_gt.pkl` (the reference's name); Occ3D: `..._occ3d.pkl`."""
+    """The input's name with `_occ_gt` (OpenOcc v1; the reference's `{tag}_infos_temporal_{split}_occ_gt.pkl`
+    for BEVFormer infos) or `_occ3d` before `.pkl`, in the out dir (default: the occ root)."""
     out_dir = Path(options.out_dir if options.out_dir is not None else options.occ_root)
-    return out_dir / f"{options.extra_tag}_infos_temporal_{split}_{OUTPUT_SUFFIX[options.format]}.pkl"
+    return out_dir / f"{infos_path(options, split).stem}_{OUTPUT_SUFFIX[options.format]}.pkl"
+
+
+def records_key(data: object) -> str:
+    """Where a loaded info pickle keeps its per-sample records: 'infos' (legacy) or 'data_list' (mmdet3d 1.x)."""
+    return "data_list" if isinstance(data, dict) and "data_list" in data else "infos"
 
 
 def load_infos(path: Path) -> dict:
-    """Load a legacy (mmdet3d 0.x) info pickle `{'infos': [...], 'metadata': {...}}`, checking its shape."""
+    """Load an info pickle of any target (`{'infos': [...], ...}` or mmdet3d 1.x `{'data_list': [...], ...}`),
+    checking its shape."""
     if not path.is_file():
         raise OccprepError(f"{path}: infos file not found; create it with `occprep create-infos`, or pass "
-                           "the right --infos-dir / --extra-tag")
+                           "the right --infos-dir / --extra-tag / --target")
     data = load_pickle(path)
-    if isinstance(data, dict) and "data_list" in data:
-        raise OccprepError(f"{path}: an mmdet3d 1.x pickle (data_list/metainfo); merge-occ reads the 0.x "
-                           "format {'infos', 'metadata'} that BEVFormer/OccNet use: regenerate it with "
-                           "`occprep create-infos`")
-    if not isinstance(data, dict) or not isinstance(data.get("infos"), list):
-        raise OccprepError(f"{path}: not an info pickle (expected a dict with an 'infos' list, got "
+    key = records_key(data)
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        raise OccprepError(f"{path}: not an info pickle (expected a dict with an 'infos' or 'data_list' list, got "
                            f"{type(data).__name__}{' with keys ' + ', '.join(map(str, data)) if isinstance(data, dict) else ''})")
-    for position, info in enumerate(data["infos"]):
+    for position, info in enumerate(data[key]):
         if not isinstance(info, dict) or not isinstance(info.get("token"), str):
-            raise OccprepError(f"{path}: infos[{position}] has no 'token' string; not a temporal info pickle")
+            raise OccprepError(f"{path}: {key}[{position}] has no 'token' string; not an info pickle")
     return data
 
 
@@ -186,7 +193,7 @@ def merge_split(options: MergeOptions, split: str, index: GtIndex, locator: Path
     layout = LAYOUTS[options.format]
     path = infos_path(options, split)
     data = load_infos(path)
-    infos = data["infos"]
+    infos = data[records_key(data)]
     result = SplitMerge(split, path, output_path(options, split), index.source, [info["token"] for info in infos])
     merged = []
     for info in reporter.progress(infos, desc=f"match {split}", unit="info"):
@@ -210,7 +217,7 @@ def merge_split(options: MergeOptions, split: str, index: GtIndex, locator: Path
         merged.append({**info, "scene_name": sample.scene_name, **_info_paths(located, sample, options)})
         result.located.append({key: located[key] for key in layout.file_keys})
     result.with_gt = len(merged)
-    result.payload = dumps({**data, "infos": merged})
+    result.payload = dumps({**data, records_key(data): merged})
     return result
 
 
@@ -247,6 +254,7 @@ def _coverage_problem(splits: List[SplitMerge], options: MergeOptions, locator: 
 
 
 def _check_options(options: MergeOptions) -> None:
+    parse_targets(options.target)
     if options.format not in FORMATS:
         raise OccprepError(f"--format {options.format!r}: choose from {', '.join(FORMATS)}")
     if options.path_style not in PATH_STYLES:
@@ -271,14 +279,19 @@ def _check_infos_files(options: MergeOptions) -> None:
     absent = [split for split, path in wanted.items() if not path.is_file()]
     if not absent:
         return
-    found = sorted(Path(options.infos_dir).glob("*_infos_temporal_*.pkl"))
-    tags = sorted({p.name.split("_infos_temporal_")[0] for p in found})
+    target = targets()[options.target]
+    found = sorted(p for p in Path(options.infos_dir).glob("*.pkl") if target.parse_file_name(p.name))
+    tags = sorted({target.parse_file_name(p.name)[0] for p in found})
+    others = sorted({t.name for p in Path(options.infos_dir).glob("*.pkl") for t in targets().values()
+                     if t.name != target.name and t.parse_file_name(p.name)} - {"mmdet3d-v2"})
     first = wanted[absent[0]]
     if tags and options.extra_tag not in tags:
         hint = (f"{options.infos_dir} holds infos tagged {', '.join(tags)}: use --extra-tag "
                 f"{(closest(options.extra_tag, tags) or tags)[0]}")
     elif found:
         hint = f"{options.infos_dir} holds {', '.join(p.name for p in found)}; pass --splits for those"
+    elif others:
+        hint = f"{options.infos_dir} holds infos of another target: pass --target {' or '.join(others)}"
     else:
         nearby = _dirs_with_infos(Path(options.infos_dir), options.extra_tag)
         hint = (f"they are in {nearby[0]}: use --infos-dir {nearby[0]}" if nearby else
@@ -289,7 +302,7 @@ def _check_infos_files(options: MergeOptions) -> None:
 def _dirs_with_infos(folder: Path, extra_tag: str) -> List[Path]:
     """Folders one level above or below `folder` that hold `{extra_tag}_infos_temporal_*.pkl`."""
     candidates = [folder.parent, *(sorted(d for d in folder.iterdir() if d.is_dir()))]
-    return [d for d in candidates if any(d.glob(f"{extra_tag}_infos_temporal_*.pkl"))]
+    return [d for d in candidates if any(d.glob(f"*{extra_tag}_infos_*.pkl"))]
 
 
 def merge_occ(options: MergeOptions, reporter: Reporter) -> MergeResult:
