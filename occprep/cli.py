@@ -313,12 +313,14 @@ def export_nuscenes_command(reporter: Reporter, root_path: Path, out: Path, vers
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True, help="create-infos runs.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("./bench"),
               show_default=True, help="Where the synthetic dataset is written once and reused.")
+@click.option("--target", default="bevformer", show_default=True,
+              help="Comma-separated targets create-infos writes in each run (see create-infos --target).")
 @reporting_options
-def bench_command(reporter: Reporter, scenes: int, repeat: int, workdir: Path) -> None:
+def bench_command(reporter: Reporter, scenes: int, repeat: int, workdir: Path, target: str) -> None:
     """Time create-infos (wall time, peak memory; median of runs) on a synthetic dataset."""
     from occprep.bench import bench
 
-    reporter.finish(*bench(scenes, repeat, workdir, reporter))
+    reporter.finish(*bench(scenes, repeat, workdir, reporter, target))
 
 
 @cli.command("demo")

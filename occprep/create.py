@@ -96,11 +96,12 @@ class VersionInfos:
         """Split -> the pickled object of `target` (in memory; `write_outputs` streams them instead)."""
         return {split: self.build_split(target, split, options) for split in self.splits}
 
-    def build_split(self, target: Target, split: str, options: BuildOptions) -> object:
-        """The pickled object of `target` for one output split."""
+    def build_split(self, target: Target, split: str, options: BuildOptions,
+                    shared: Optional[List[dict]] = None) -> object:
+        """The pickled object of `target` for one output split (`shared`: see `Target.neutral_infos`)."""
         build = Build(self.version, split, self.annotations, self.parts.config)
-        return target.assemble(target.neutral_infos(self.parts, self.splits[split], self.annotations, options),
-                               build, options)
+        neutral = target.neutral_infos(self.parts, self.splits[split], self.annotations, options, shared)
+        return target.assemble(neutral, build, options)
 
 
 @contextlib.contextmanager
@@ -331,10 +332,17 @@ def write_outputs(result: VersionInfos, chosen: Sequence[Target], out_dirs: Dict
     """Build and pickle every split of `result` for every target into `staging` (renamed into place
     when the whole run succeeds); records the paths in `result.outputs`."""
     total = len(chosen) * sum(len(rows) for rows in result.splits.values())
+    layout = {target.name: target.layout(options, result.parts.root_path) for target in chosen}
+    grouped = sorted(chosen, key=lambda target: list(layout.values()).index(layout[target.name]))
     with _gc_paused(), reporter.progress(total=total, desc=f"infos {result.version}", unit="info") as progress:
-        for target in chosen:
-            for split, rows in result.splits.items():
-                built = result.build_split(target, split, options)
+        for split, rows in result.splits.items():
+            shared: Dict[tuple, List[dict]] = {}
+            for target in grouped:
+                if layout[target.name] not in shared:
+                    root, max_sweeps = layout[target.name]
+                    shared = {layout[target.name]: [result.parts.neutral(s, result.annotations, root, max_sweeps)
+                                                    for s in rows]}
+                built = result.build_split(target, split, options, shared[layout[target.name]])
                 path = out_dirs[target.name] / target.file_name(extra_tag, split)
                 try:
                     with staging.write(path) as handle:

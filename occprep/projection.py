@@ -76,6 +76,17 @@ def _hull_bounds(uv: np.ndarray, front: np.ndarray, width: np.ndarray, height: n
     return bounds, found
 
 
+def _may_be_seen(centre: np.ndarray, radius: np.ndarray, intrinsic: np.ndarray, width: np.ndarray,
+                 height: np.ndarray) -> np.ndarray:
+    """(N,) False for boxes (bounding spheres of `radius` at `centre`, camera frame) wholly behind the
+    camera or wholly beyond one side of the image's viewing frustum: no corner of those can give a
+    2-D box, so they need not be projected."""
+    k0, k1, k2 = intrinsic[:, 0], intrinsic[:, 1], intrinsic[:, 2]
+    planes = np.stack([k0, width[:, None] * k2 - k0, k1, height[:, None] * k2 - k1, k2], axis=1)
+    planes /= np.linalg.norm(planes, axis=2, keepdims=True)
+    return (np.einsum("pki,pi->pk", planes, centre) > -radius[:, None]).all(axis=1)
+
+
 def camera_boxes(scan: Scan) -> CameraBoxes:
     """Every annotation box of every keyframe in each of the keyframe's cameras, where it has a 2-D box."""
     keyframes, boxes, readings = scan.keyframes, scan.annotations, scan.readings
@@ -93,6 +104,10 @@ def camera_boxes(scan: Scan) -> CameraBoxes:
         reading = keyframes.cameras[sample, camera]
         to_camera = camera_from_global[sample, camera]
         centre = to_camera.apply(boxes.translation[box])
+        near = _may_be_seen(centre, 0.5 * np.linalg.norm(boxes.size[box], axis=1),
+                            intrinsics[readings.calibration[reading]], readings.width[reading], readings.height[reading])
+        box, camera, sample, reading, to_camera, centre = (box[near], camera[near], sample[near], reading[near],
+                                                           to_camera[near], centre[near])
         orientation = orientation_from_global(boxes.rotation[box], scan.ego_poses.rotation[readings.ego_pose[reading]],
                                               scan.calibrations.rotation[readings.calibration[reading]])
         lwh = boxes.size[box][:, [1, 0, 2]]

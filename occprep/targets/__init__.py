@@ -94,11 +94,16 @@ class Target:
         """The neutral keys its infos need for a split with or without annotations."""
         return tuple(key for key in self.needs if annotations or key not in GT_KEYS and key not in self.extras)
 
-    def neutral_infos(self, parts: InfoParts, rows: Sequence[int], annotations: bool,
-                      options: BuildOptions) -> List[dict]:
-        """Neutral infos of keyframe `rows` with this target's root, sweeps and extras."""
-        root, max_sweeps = self.root(options, parts.root_path), self.sweeps(options)
-        infos = [parts.neutral(s, annotations, root, max_sweeps) for s in rows]
+    def layout(self, options: BuildOptions, default_root: str) -> Tuple[str, int]:
+        """(path root, LiDAR sweeps) of its neutral infos: targets with the same layout share them."""
+        return self.root(options, default_root), self.sweeps(options)
+
+    def neutral_infos(self, parts: InfoParts, rows: Sequence[int], annotations: bool, options: BuildOptions,
+                      shared: Optional[List[dict]] = None) -> List[dict]:
+        """Neutral infos of keyframe `rows` with this target's root, sweeps and extras; `shared`: the
+        neutral infos of the same rows and layout already built for another target (extras are added)."""
+        root, max_sweeps = self.layout(options, parts.root_path)
+        infos = shared if shared is not None else [parts.neutral(s, annotations, root, max_sweeps) for s in rows]
         if annotations:
             for name, extra in self.extras.items():
                 for info, s in zip(infos, rows):
