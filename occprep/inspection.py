@@ -219,7 +219,8 @@ def _flatten_v1x(info: dict, metainfo: dict) -> dict:
     if isinstance(info.get("instances"), list):
         flat["gt_names"] = [names.get(inst.get("bbox_label_3d"), str(inst.get("bbox_label_3d")))
                             for inst in info["instances"]]
-        flat["gt_boxes"] = [inst["bbox_3d"] for inst in info["instances"] if "bbox_3d" in inst]
+        if all("bbox_3d" in inst for inst in info["instances"]):
+            flat["gt_boxes"] = [inst["bbox_3d"] for inst in info["instances"]]
     return flat
 
 

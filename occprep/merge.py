@@ -41,7 +41,7 @@ from occprep.occupancy import (
 )
 from occprep.pickles import dumps, load_pickle
 from occprep.reporting import Reporter
-from occprep.targets import parse_targets, targets
+from occprep.targets import identify, parse_targets, targets
 
 SPLITS = ("train", "val", "test")
 PATH_STYLES = ("as-is", "relative", "absolute")
@@ -193,6 +193,10 @@ def merge_split(options: MergeOptions, split: str, index: GtIndex, locator: Path
     layout = LAYOUTS[options.format]
     path = infos_path(options, split)
     data = load_infos(path)
+    found = identify(data, path.name)
+    if found is not None and found.name != options.target:
+        raise OccprepError(f"{path}: a {found.name} pickle, not {options.target}: pass --target {found.name} (or "
+                           f"regenerate it with `occprep create-infos --target {options.target}`)")
     infos = data[records_key(data)]
     result = SplitMerge(split, path, output_path(options, split), index.source, [info["token"] for info in infos])
     merged = []

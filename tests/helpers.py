@@ -1,8 +1,13 @@
 """What several test files share: running the CLI the way a user does."""
 
+import contextlib
+import os
 import sys
+from pathlib import Path
 
-from occprep.cli import main
+from click.testing import CliRunner
+
+from occprep.cli import cli, main
 
 
 def run_cli(args, monkeypatch, capsys):
@@ -15,3 +20,22 @@ def run_cli(args, monkeypatch, capsys):
         code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@contextlib.contextmanager
+def working_directory(path: Path):
+    """Run the block from `path`, as a user in that folder would; the previous folder comes back after."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def create_infos_in(base: Path, *args: str) -> None:
+    """`occprep create-infos --version v1.0-mini --no-file-check --quiet ARGS` run from `base`; it must succeed."""
+    with working_directory(base):
+        result = CliRunner().invoke(cli, ["create-infos", "--version", "v1.0-mini", "--no-file-check", "--quiet",
+                                          *map(str, args)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output

@@ -1,4 +1,5 @@
-"""`occprep check` on the real mini scene laid out as the seed documents, and on broken copies of it."""
+"""`occprep check` on a generated mini laid out as the docs show, and on broken copies of it; the
+foreign keys it follows against the real tables."""
 
 from __future__ import annotations
 
@@ -17,35 +18,33 @@ from occprep.check import FOREIGN_KEYS, Finding, passed, render_tree
 from occprep.cli import cli
 from occprep.tables import TABLE_TYPES
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-MINI = SHARED / "nuscenes-mini-scene-0916"
-pytestmark = pytest.mark.skipif(not MINI.is_dir(), reason=f"shared data not found at {MINI}")
-
-
-def _tables() -> dict:
-    return {name: json.loads((MINI / "v1.0-mini" / f"{name}.json").read_text()) for name in TABLE_TYPES}
-
 
 @pytest.fixture(scope="module")
-def tables() -> dict:
-    return _tables()
+def tables(generated_mini) -> dict:
+    """The generated mini's 13 tables as the JSON gives them."""
+    return {name: generated_mini.table(name) for name in TABLE_TYPES}
 
 
-def make_tree(base: Path, replace: dict = None, can_bus: bool = True) -> Path:
-    """data/nuscenes (tables linked from the shared scene, `replace` written instead) and data/can_bus."""
-    version = base / "data" / "nuscenes" / "v1.0-mini"
-    version.mkdir(parents=True)
-    for name in TABLE_TYPES:
-        target = version / f"{name}.json"
-        if replace and name in replace:
-            content = replace[name]
-            target.write_text(content if isinstance(content, str) else json.dumps(content))
-        else:
-            target.symlink_to(MINI / "v1.0-mini" / f"{name}.json")
-    (base / "data" / "nuscenes" / "maps").symlink_to(MINI / "maps")
-    if can_bus:
-        (base / "data" / "can_bus").symlink_to(MINI / "can_bus")
-    return base / "data"
+@pytest.fixture
+def make_tree(generated_mini):
+    """make_tree(base, replace=None, can_bus=True) -> base/data: data/nuscenes with the tables linked from
+    the generated mini (those in `replace` written instead: records or raw text), its maps and data/can_bus."""
+    def make(base: Path, replace: dict = None, can_bus: bool = True) -> Path:
+        version = base / "data" / "nuscenes" / "v1.0-mini"
+        version.mkdir(parents=True)
+        for name in TABLE_TYPES:
+            target = version / f"{name}.json"
+            if replace and name in replace:
+                content = replace[name]
+                target.write_text(content if isinstance(content, str) else json.dumps(content))
+            else:
+                target.symlink_to(generated_mini.root / "v1.0-mini" / f"{name}.json")
+        (base / "data" / "nuscenes" / "maps").symlink_to(generated_mini.root / "maps")
+        if can_bus:
+            (base / "data" / "can_bus").symlink_to(generated_mini.canbus / "can_bus")
+        return base / "data"
+
+    return make
 
 
 def run(base: Path, *args: str):
@@ -66,7 +65,7 @@ def statuses(findings: list, *item: str) -> list:
     return [f["status"] for f in findings if tuple(f["item"][: len(item)]) == item]
 
 
-def test_shared_layout_is_ready(tmp_path, tables):
+def test_documented_layout_is_ready(tmp_path, tables, make_tree):
     make_tree(tmp_path)
     result, rep = report(tmp_path, "--no-blobs")
     assert result.exit_code == 0, result.output
@@ -78,11 +77,12 @@ def test_shared_layout_is_ready(tmp_path, tables):
     assert by_item[("data/nuscenes", "v1.0-mini", "foreign keys")]["status"] == "ok"
     assert by_item[("data/nuscenes", "maps")]["message"] == f"{len(tables['map'])} map files present"
     assert by_item[("data/nuscenes", "samples")]["status"] == "skip"
-    assert by_item[("data/can_bus",)]["message"].startswith("1 of 1 scenes have CAN bus")
+    scenes = len(tables["scene"])
+    assert by_item[("data/can_bus",)]["message"].startswith(f"{scenes} of {scenes} scenes have CAN bus")
     assert "[ok]      v1.0-mini" in result.output
 
 
-def test_blobs_all_present_then_one_missing(tmp_path, tables):
+def test_blobs_all_present_then_one_missing(tmp_path, tables, make_tree):
     data = make_tree(tmp_path)
     keyframes = [sd["filename"] for sd in tables["sample_data"] if sd["is_key_frame"]]
     for name in keyframes:
@@ -114,29 +114,31 @@ def test_blobs_all_present_then_one_missing(tmp_path, tables):
     assert f"{sweeps:,} of {sweeps:,} sweep files missing" in result.output
 
 
-def test_root_path_and_canbus_pointing_one_level_off(tmp_path):
+def test_root_path_and_canbus_pointing_one_level_off(tmp_path, make_tree):
     make_tree(tmp_path)
     result = run(tmp_path, "--root-path", "data", "--canbus", "data/can_bus", "--no-blobs")
     assert result.exit_code == 1
     assert "use --root-path data/nuscenes" in result.output
-    assert "--canbus must name the folder that contains can_bus/: use --canbus data" in result.output
+    assert "this is can_bus/ itself" in result.output and "use --canbus data" in result.output
 
 
-def test_canbus_missing_is_an_error_and_blacklisted_scenes_are_expected(tmp_path, tables):
+def test_canbus_missing_is_an_error_and_blacklisted_scenes_are_expected(tmp_path, tables, make_tree):
     make_tree(tmp_path / "a", can_bus=False)
     (tmp_path / "a" / "data" / "can_bus").mkdir()
     result = run(tmp_path / "a", "--no-blobs")
     assert result.exit_code == 1
-    assert "0 of 1 scenes have CAN bus; 1 missing: scene-0916" in result.output
+    names, n = [s["name"] for s in tables["scene"]], len(tables["scene"])
+    assert f"0 of {n} scenes have CAN bus; {n} missing: {', '.join(sorted(names))}" in result.output
 
-    renamed = [dict(tables["scene"][0], name="scene-0161")]
+    # scene-0161 ff. are on the devkit's CAN bus blacklist
+    renamed = [dict(scene, name=f"scene-{161 + i:04d}") for i, scene in enumerate(tables["scene"])]
     make_tree(tmp_path / "b", replace={"scene": renamed})
     result = run(tmp_path / "b", "--no-blobs")
     assert result.exit_code == 0, result.output
-    assert "0 of 1 scenes have CAN bus; 1 without it as expected" in result.output
+    assert f"0 of {n} scenes have CAN bus; {n} without it as expected" in result.output
 
 
-def test_dangling_foreign_keys_are_named(tmp_path, tables):
+def test_dangling_foreign_keys_are_named(tmp_path, tables, make_tree):
     sample_data = [dict(sd) for sd in tables["sample_data"]]
     sample_data[3]["ego_pose_token"] = "not-a-pose"
     annotations = [dict(a) for a in tables["sample_annotation"]]
@@ -150,7 +152,7 @@ def test_dangling_foreign_keys_are_named(tmp_path, tables):
 
 
 @pytest.mark.parametrize("reading", ["whole", "batched", "parallel"])
-def test_dangling_hex_tokens_are_named_exactly(tmp_path, tables, monkeypatch, reading):
+def test_dangling_hex_tokens_are_named_exactly(tmp_path, tables, monkeypatch, reading, make_tree):
     """Well-formed 32-hex tokens take the packed (16-byte key) path: a token that differs from a real
     one in its last digit, a real token in upper case and a prev from another table all dangle,
     whether tables are decoded whole, in batches or (as big trainval files are) in worker processes."""
@@ -177,7 +179,8 @@ def test_dangling_hex_tokens_are_named_exactly(tmp_path, tables, monkeypatch, re
                         f"sample_data.prev: 1 token(s) not in sample_data.json (e.g. {tables['sample'][0]['token']})"]
 
 
-def test_every_foreign_key_resolves_in_the_real_tables(tables):
+def test_every_foreign_key_resolves_in_the_real_tables(real_mini):
+    tables = {name: real_mini.table(name) for name in TABLE_TYPES}
     tokens = {name: {r["token"] for r in records} for name, records in tables.items()}
     for fk in FOREIGN_KEYS:
         for record in tables[fk.table]:
@@ -185,7 +188,7 @@ def test_every_foreign_key_resolves_in_the_real_tables(tables):
             assert all(v in tokens[fk.target] or (fk.optional and v == "") for v in values), fk
 
 
-def test_unparsable_and_missing_tables(tmp_path):
+def test_unparsable_and_missing_tables(tmp_path, make_tree):
     make_tree(tmp_path, replace={"log": "[{\"token\": 1"})
     (tmp_path / "data" / "nuscenes" / "v1.0-mini" / "visibility.json").unlink()
     result, rep = report(tmp_path, "--no-blobs")
@@ -196,7 +199,7 @@ def test_unparsable_and_missing_tables(tmp_path):
     assert not any(f["item"][-1] == "foreign keys" for f in rep["findings"])
 
 
-def test_a_big_table_damaged_in_a_worker_process_is_named(tmp_path, tables, monkeypatch):
+def test_a_big_table_damaged_in_a_worker_process_is_named(tmp_path, tables, monkeypatch, make_tree):
     monkeypatch.setattr(occprep.check, "PARALLEL_BYTES", 0)
     monkeypatch.setattr(occprep.check.os, "cpu_count", lambda: 2)
     make_tree(tmp_path, replace={"sample_data": json.dumps(tables["sample_data"])[:-40]})
@@ -208,7 +211,7 @@ def test_a_big_table_damaged_in_a_worker_process_is_named(tmp_path, tables, monk
     assert by_item[("data/nuscenes", "v1.0-mini", "ego_pose.json")]["status"] == "ok"
 
 
-def test_requested_version_missing_names_the_metadata_archive(tmp_path):
+def test_requested_version_missing_names_the_metadata_archive(tmp_path, make_tree):
     make_tree(tmp_path)
     result = run(tmp_path, "--version", "v1.0", "--no-blobs")
     assert result.exit_code == 1
@@ -216,33 +219,41 @@ def test_requested_version_missing_names_the_metadata_archive(tmp_path):
     assert "v1.0-test/ comes from the metadata archive (v1.0-test_meta.tgz)" in result.output
 
 
-def test_occ3d_and_openocc_coverage(tmp_path, tables):
-    tokens = sorted(s["token"] for s in tables["sample"])
+def test_occ3d_and_openocc_coverage(tmp_path, generated_mini, make_tree):
+    by_split = {split: generated_mini.split_samples(split) for split in ("train", "val")}
+    count = {split: sum(map(len, scenes.values())) for split, scenes in by_split.items()}
     make_tree(tmp_path / "occ3d")
-    gts = tmp_path / "occ3d" / "data" / "nuscenes" / "gts" / "scene-0916"
-    for token in tokens[1:]:
-        (gts / token).mkdir(parents=True)
-        np.savez_compressed(gts / token / "labels.npz", semantics=np.zeros((2, 2, 2), np.uint8))
-    (gts / tokens[0]).mkdir()
+    gts = tmp_path / "occ3d" / "data" / "nuscenes" / "gts"
+    for scenes in by_split.values():
+        for scene, tokens in scenes.items():
+            for token in tokens:
+                (gts / scene / token).mkdir(parents=True)
+                np.savez_compressed(gts / scene / token / "labels.npz", semantics=np.zeros((2, 2, 2), np.uint8))
+    val_scene, val_tokens = next(iter(by_split["val"].items()))
+    (gts / val_scene / val_tokens[0] / "labels.npz").unlink()  # its folder stays, empty
     result = run(tmp_path / "occ3d", "--no-blobs")
     assert result.exit_code == 0, result.output
-    assert f"Occ3D labels.npz: {len(tokens) - 1} of {len(tokens)} samples have ground truth" in result.output
+    assert f"mini_train: Occ3D labels.npz: {count['train']} of {count['train']} samples have ground truth" in result.output
+    assert f"mini_val: Occ3D labels.npz: {count['val'] - 1} of {count['val']} samples have ground truth" in result.output
     assert "[warn]" in result.output
 
     make_tree(tmp_path / "openocc")
     occ_root = tmp_path / "openocc" / "data" / "occ_gt_release_v1_0"
     occ_root.mkdir()
     entry = {"occ_gt_path": "a.npy", "flow_gt_path": "b.npy", "occ_invalid_path": "c.npy"}
-    (occ_root / "occ_gt_val.json").write_bytes(msgspec.json.encode({"scene-0916": {t: entry for t in tokens}}))
+    for split, scenes in by_split.items():
+        index = {scene: {t: entry for t in tokens} for scene, tokens in scenes.items()}
+        (occ_root / f"occ_gt_{split}.json").write_bytes(msgspec.json.encode(index))
     result = run(tmp_path / "openocc", "--no-blobs")
     assert result.exit_code == 0, result.output
-    assert f"occ_gt_val.json (mini_val): OpenOcc v1 index: {len(tokens)} of {len(tokens)} samples" in result.output
+    for split, n in count.items():
+        assert f"occ_gt_{split}.json (mini_{split}): OpenOcc v1 index: {n} of {n} samples" in result.output
 
     result = run(tmp_path / "openocc", "--no-blobs", "--occ-root", "nowhere")
     assert result.exit_code == 1 and "--occ-root must name" in result.output
 
 
-def test_quiet_prints_only_problems(tmp_path):
+def test_quiet_prints_only_problems(tmp_path, make_tree):
     make_tree(tmp_path)
     assert run(tmp_path, "--no-blobs", "--quiet").output == ""
     output = run(tmp_path, "--quiet").output

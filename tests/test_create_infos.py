@@ -1,51 +1,40 @@
-"""create-infos on the real shared mini scene (scene-0916), checked against nuscenes-devkit."""
+"""create-infos on the real nuScenes v1.0-mini, checked against nuscenes-devkit; its behaviour on bad or
+partial input (file check, CAN bus, split files) on a generated dataset."""
 
 import json
-import os
-import shutil
 import subprocess
-import sys
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+from nuscenes.utils import splits
 
 import devkit_oracle as oracle
-from occprep.cli import main
 from occprep.pickles import load_pickle
-from helpers import run_cli
+from helpers import create_infos_in, run_cli, working_directory
 from test_pickles import pickle_globals
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-SCENE = SHARED / "nuscenes-mini-scene-0916"
 VENV2_PYTHON = Path("/work/venv2/bin/python")
+SPLIT_LISTS = {"train": splits.mini_train, "val": splits.mini_val}
+"""The devkit's mini split lists: which scenes of v1.0-mini go to which pickle."""
 
-pytestmark = pytest.mark.skipif(not SCENE.is_dir(), reason=f"shared data not found at {SCENE}")
+
+def pickle_path(folder: Path, split: str) -> Path:
+    return folder / f"nuscenes_infos_temporal_{split}.pkl"
 
 
-def lay_out(base: Path) -> Path:
-    """`base/data/nuscenes` and `base/data/can_bus` symlinks to the shared scene, as the seed documents."""
-    (base / "data").mkdir(parents=True)
-    (base / "data" / "nuscenes").symlink_to(SCENE)
-    (base / "data" / "can_bus").symlink_to(SCENE / "can_bus")
-    return base
+# ----------------------------------------------------------------------------- the real v1.0-mini
 
 
 @pytest.fixture(scope="module")
-def created(tmp_path_factory):
-    """One default run in a laid-out working directory: (workdir, val pickle bytes, val infos)."""
-    base = lay_out(tmp_path_factory.mktemp("scene0916"))
-    cwd, argv = os.getcwd(), sys.argv
-    os.chdir(base)
-    try:
-        sys.argv = ["occprep", "create-infos", "--version", "v1.0-mini", "--no-file-check", "--quiet",
-                    "--report", "report.json"]
-        main()
-    finally:
-        os.chdir(cwd)
-        sys.argv = argv
-    val = base / "data" / "nuscenes" / "nuscenes_infos_temporal_val.pkl"
-    return base, val.read_bytes(), load_pickle(val)
+def created(real_mini, tmp_path_factory):
+    """One default run from a folder where the real mini is laid out, writing to out/ there (never into
+    the data): (workdir, {split: pickle contents}, the report's version entry)."""
+    base = real_mini.lay_out(tmp_path_factory.mktemp("real-mini"))
+    create_infos_in(base, "--out-dir", "out", "--report", "report.json")
+    data = {split: load_pickle(pickle_path(base / "out", split)) for split in SPLIT_LISTS}
+    return base, data, json.loads((base / "report.json").read_text())["versions"][0]
 
 
 @pytest.fixture(scope="module")
@@ -53,157 +42,208 @@ def nusc(created):
     """The devkit on the same layout, with the root as typed on the command line."""
     from nuscenes import NuScenes
 
-    cwd = os.getcwd()
-    os.chdir(created[0])
-    try:
+    with working_directory(created[0]):
         return NuScenes(version="v1.0-mini", dataroot="./data/nuscenes", verbose=False)
-    finally:
-        os.chdir(cwd)
 
 
-def test_outputs_summary_and_top_level(created):
-    base, _, data = created
-    assert sorted(data) == ["infos", "metadata"] and data["metadata"] == {"version": "v1.0-mini"}
-    assert len(data["infos"]) == 41
-    train = load_pickle(base / "data" / "nuscenes" / "nuscenes_infos_temporal_train.pkl")
-    assert train == {"infos": [], "metadata": {"version": "v1.0-mini"}}
-    report = json.loads((base / "report.json").read_text())
-    assert report["versions"][0]["samples"] == {"train": 0, "val": 41}
-    assert report["versions"][0]["scenes_without_can_bus"] == {}
+@pytest.fixture(scope="module")
+def split_samples(nusc) -> dict:
+    """Split -> the tokens of its scenes' samples in sample-table order (the order infos must have)."""
+    scene_name = {s["token"]: s["name"] for s in nusc.scene}
+    return {split: [s["token"] for s in nusc.sample if scene_name[s["scene_token"]] in names]
+            for split, names in SPLIT_LISTS.items()}
 
 
-def test_infos_match_the_devkit(created, nusc):
-    infos = created[2]["infos"]
-    assert [i["token"] for i in infos] == [s["token"] for s in nusc.sample]  # sample-table order
-    oracle.assert_infos_match(nusc, infos, "./data/nuscenes", max_sweeps=10)
+def all_infos(data: dict) -> list:
+    return [info for split in SPLIT_LISTS for info in data[split]["infos"]]
 
 
-def test_sweeps_never_cross_the_scene_start(created):
-    infos = created[2]["infos"]
-    assert infos[0]["frame_idx"] == 0 and infos[0]["sweeps"] == []
-    assert [len(i["sweeps"]) for i in infos[1:]] == [10] * 40
-    first_time = infos[0]["timestamp"]
-    assert all(s["timestamp"] >= first_time for i in infos for s in i["sweeps"])
-    # earlier keyframes count as sweeps: the previous keyframe's lidar appears in the next info's sweeps
-    lidar_token = {i["token"]: i["lidar_path"] for i in infos}
-    assert any(s["data_path"] == lidar_token[infos[5]["prev"]] for s in infos[5]["sweeps"])
+def test_outputs_summary_and_top_level(created, nusc, split_samples):
+    base, data, report = created
+    assert sum(map(len, split_samples.values())) == len(nusc.sample)  # every mini scene is in a list
+    for split, tokens in split_samples.items():
+        assert sorted(data[split]) == ["infos", "metadata"] and data[split]["metadata"] == {"version": "v1.0-mini"}
+        assert len(data[split]["infos"]) == len(tokens)
+    assert report["samples"] == {split: len(tokens) for split, tokens in split_samples.items()}
+    can_bus = base / "data" / "can_bus"
+    assert report["scenes_without_can_bus"] == {s["name"]: f"no file can_bus/{s['name']}_pose.json"
+                                                for s in nusc.scene if not (can_bus / f"{s['name']}_pose.json").exists()}
+
+
+def test_infos_match_the_devkit(created, nusc, split_samples):
+    for split, tokens in split_samples.items():
+        infos = created[1][split]["infos"]
+        assert [i["token"] for i in infos] == tokens  # sample-table order
+        oracle.assert_infos_match(nusc, infos, "./data/nuscenes", max_sweeps=10)
+
+
+def test_sweeps_never_cross_the_scene_start(created, nusc):
+    infos = all_infos(created[1])
+    lidar_times = defaultdict(list)  # scene token -> timestamps of its LIDAR_TOP readings
+    for sd in nusc.sample_data:
+        if sd["channel"] == "LIDAR_TOP":
+            lidar_times[nusc.get("sample", sd["sample_token"])["scene_token"]].append(sd["timestamp"])
+    for info in infos:
+        scene_start = nusc.get("sample", nusc.get("scene", info["scene_token"])["first_sample_token"])["timestamp"]
+        earlier = sum(t < info["timestamp"] for t in lidar_times[info["scene_token"]])
+        assert len(info["sweeps"]) == min(10, earlier)
+        assert all(s["timestamp"] >= scene_start for s in info["sweeps"])
+        if info["frame_idx"] == 0:
+            assert info["sweeps"] == []
+    # earlier keyframes count as sweeps: in each scene, a previous keyframe's lidar appears in the next info's sweeps
+    lidar_path = {i["token"]: i["lidar_path"] for i in infos}
+    for scene in nusc.scene:
+        assert any(s["data_path"] == lidar_path[i["prev"]] for i in infos if i["scene_token"] == scene["token"]
+                   and i["prev"] for s in i["sweeps"]), scene["name"]
 
 
 @pytest.mark.parametrize("mode", ["reference", "nearest-before"])
-def test_can_bus_slots_follow_the_devkit_messages(tmp_path, monkeypatch, capsys, nusc, mode):
+def test_can_bus_slots_follow_the_devkit_messages(real_mini, tmp_path, monkeypatch, capsys, nusc, mode):
     from nuscenes.can_bus.can_bus_api import NuScenesCanBus
 
-    base = lay_out(tmp_path)
+    base = real_mini.lay_out(tmp_path)
     monkeypatch.chdir(base)
     code, _, err = run_cli(["create-infos", "--version", "v1.0-mini", "--no-file-check", "--quiet", "--out-dir",
                             "out", "--can-bus-mode", mode], monkeypatch, capsys)
     assert code == 0, err
-    infos = load_pickle(base / "out" / "nuscenes_infos_temporal_val.pkl")["infos"]
-    messages = NuScenesCanBus(dataroot="./data").get_messages("scene-0916", "pose")
+    infos = [i for split in SPLIT_LISTS for i in load_pickle(pickle_path(base / "out", split))["infos"]]
+    can_bus = NuScenesCanBus(dataroot="./data")
+    messages = {s["name"]: can_bus.get_messages(s["name"], "pose")
+                if Path("data", "can_bus", f"{s['name']}_pose.json").exists() else [] for s in nusc.scene}
     for info in infos:
-        expected = oracle.can_bus_slots(messages, info["timestamp"], mode)
+        expected = oracle.can_bus_slots(messages[info["scene_name"]], info["timestamp"], mode)
         assert info["can_bus"].dtype == np.float64 and info["can_bus"].shape == (18,)
         np.testing.assert_array_equal(info["can_bus"], expected)
     if mode == "reference":  # the quirk is visible: slots 7-15 differ from the before-rule somewhere
-        assert any(not np.array_equal(i["can_bus"], oracle.can_bus_slots(messages, i["timestamp"], "nearest-before"))
-                   for i in infos)
+        assert any(not np.array_equal(i["can_bus"], oracle.can_bus_slots(messages[i["scene_name"]], i["timestamp"],
+                                                                         "nearest-before")) for i in infos)
 
 
-def test_same_input_gives_identical_bytes_and_portable_pickles(created, tmp_path, monkeypatch, capsys):
-    base, first, _ = created
-    monkeypatch.chdir(base)
+# ----------------------------------------------------------------------------- a generated v1.0-mini
+
+
+def samples_per_split(data, left_out=()) -> dict:
+    """Split -> how many samples its scenes have, leaving out the scenes named in `left_out`."""
+    return {split: sum(len(tokens) for name, tokens in data.split_samples(split).items() if name not in left_out)
+            for split in SPLIT_LISTS}
+
+
+def scene_in(data, split: str) -> str:
+    """The name of the first scene of `data` in `split`."""
+    return next(iter(data.split_samples(split)))
+
+
+def test_same_input_gives_identical_bytes_and_portable_pickles(mini_infos, tmp_path, monkeypatch, capsys):
+    first = mini_infos.read_bytes()
+    monkeypatch.chdir(mini_infos.parents[1])
     code, _, err = run_cli(["create-infos", "--version", "v1.0-mini", "--no-file-check", "--quiet",
                             "--out-dir", tmp_path], monkeypatch, capsys)
     assert code == 0, err
-    assert (tmp_path / "nuscenes_infos_temporal_val.pkl").read_bytes() == first
+    assert pickle_path(tmp_path, "val").read_bytes() == first
     assert first[1] <= 4
     assert pickle_globals(first) == {("numpy", "ndarray"), ("numpy", "dtype")}
 
 
 @pytest.mark.skipif(not VENV2_PYTHON.exists(), reason="no numpy 2 environment at /work/venv2")
-def test_pickle_loads_under_numpy2(created):
-    base = created[0]
+def test_pickle_loads_under_numpy2(mini_infos):
     script = ("import pickle, sys, numpy; d = pickle.load(open(sys.argv[1], 'rb')); "
               "print(numpy.__version__.split('.')[0], len(d['infos']), d['infos'][3]['gt_boxes'].shape[1])")
-    out = subprocess.run([str(VENV2_PYTHON), "-c", script, str(base / "data/nuscenes/nuscenes_infos_temporal_val.pkl")],
+    out = subprocess.run([str(VENV2_PYTHON), "-c", script, str(mini_infos)],
                          capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["2", "41", "7"]
+    assert out == ["2", str(len(load_pickle(mini_infos)["infos"])), "7"]
 
 
-def test_absolute_root_inside_cwd_shortens_data_path_only(tmp_path, monkeypatch, capsys):
-    base = lay_out(tmp_path)
+def test_absolute_root_inside_cwd_shortens_data_path_only(generated_mini, tmp_path, monkeypatch, capsys):
+    base = generated_mini.lay_out(tmp_path)
     monkeypatch.chdir(base)
     root = str(base / "data" / "nuscenes")
     code, _, err = run_cli(["create-infos", "--version", "v1.0-mini", "--no-file-check", "--quiet", "--root-path",
                             root, "--out-dir", "out"], monkeypatch, capsys)
     assert code == 0, err
-    info = load_pickle(base / "out" / "nuscenes_infos_temporal_val.pkl")["infos"][1]
+    info = load_pickle(pickle_path(base / "out", "val"))["infos"][1]
     assert info["lidar_path"].startswith(root + "/samples/LIDAR_TOP/")
     assert info["cams"]["CAM_FRONT"]["data_path"].startswith("data/nuscenes/samples/CAM_FRONT/")
     assert info["sweeps"][0]["data_path"].startswith("data/nuscenes/sweeps/LIDAR_TOP/")
 
 
-def copy_scene(base: Path) -> Path:
-    """A writable copy of the shared scene's tables and CAN bus under base/data (no blobs)."""
-    root = base / "data" / "nuscenes"
-    shutil.copytree(SCENE / "v1.0-mini", root / "v1.0-mini")
-    shutil.copytree(SCENE / "can_bus", base / "data" / "can_bus")
-    return root
-
-
-def keyframe_files(root: Path) -> list:
-    sample_data = json.loads((root / "v1.0-mini" / "sample_data.json").read_text())
+def keyframe_files(data) -> dict:
+    """Scene name -> its LiDAR and camera keyframe files (those the file check needs), in table order."""
+    scene_name = {s["token"]: s["name"] for s in data.table("scene")}
+    scene_of_sample = {s["token"]: scene_name[s["scene_token"]] for s in data.table("sample")}
     channels = {"LIDAR_TOP", *oracle.CAMERAS}
-    return [r["filename"] for r in sample_data if r["is_key_frame"] and r["filename"].split("/")[1] in channels]
+    files = defaultdict(list)
+    for record in data.table("sample_data"):
+        if record["is_key_frame"] and record["filename"].split("/")[1] in channels:
+            files[scene_of_sample[record["sample_token"]]].append(record["filename"])
+    return files
 
 
-def test_file_check_leaves_out_scenes_with_missing_keyframe_files(tmp_path, monkeypatch, capsys):
-    root = copy_scene(tmp_path)
-    files = keyframe_files(root)
-    assert len(files) == 41 * 7
-    for name in files[1:]:
+def test_file_check_leaves_out_scenes_with_missing_keyframe_files(writable_mini, tmp_path, monkeypatch, capsys):
+    root = writable_mini.root
+    files = keyframe_files(writable_mini)
+    assert sum(map(len, files.values())) == len(writable_mini.table("sample")) * 7
+    for name in (name for names in files.values() for name in names):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).touch()
     monkeypatch.chdir(tmp_path)
     args = ["create-infos", "--version", "v1.0-mini", "--out-dir", "out", "--report", "r.json"]
-    code, _, err = run_cli(args, monkeypatch, capsys)
+
+    def run_and_report(*extra):
+        code, _, err = run_cli(args + list(extra), monkeypatch, capsys)
+        return code, err, json.loads((tmp_path / "r.json").read_text())["versions"][0]
+
+    # one scene's keyframe file is missing: that scene is left out and named, the others (also of its split) are written
+    scene = scene_in(writable_mini, "train")
+    gone = files[scene][0]
+    (root / gone).unlink()
+    code, err, report = run_and_report()
     assert code == 0, err
-    assert "scene-0916: 1 keyframe file(s) missing" in err and files[0] in err
-    report = json.loads((tmp_path / "r.json").read_text())["versions"][0]
-    assert report["samples"] == {"train": 0, "val": 0} and list(report["scenes_left_out"]) == ["scene-0916"]
+    assert f"{scene}: 1 keyframe file(s) missing" in err and gone in err
+    assert report["samples"] == samples_per_split(writable_mini, left_out=[scene])
+    assert list(report["scenes_left_out"]) == [scene]
 
     code, _, err = run_cli(args + ["--strict", "--out-dir", "strict"], monkeypatch, capsys)
-    assert code == 2 and err.splitlines()[-1].startswith("error: scene scene-0916: 1 keyframe file(s) missing")
+    assert code == 2 and err.splitlines()[-1].startswith(f"error: scene {scene}: 1 keyframe file(s) missing")
     assert not (tmp_path / "strict").exists()
 
-    (root / files[0]).touch()
+    # a keyframe file missing in every scene: every scene of a split left out is an error, nothing written
+    written = {p: p.read_bytes() for p in (tmp_path / "out").glob("*.pkl")}
+    for other in files:
+        (root / files[other][0]).unlink(missing_ok=True)
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 2 and err.splitlines()[-1].startswith("error: v1.0-mini train: every one of its 2 scene(s) was left out")
+    assert "nothing written" in err and {p: p.read_bytes() for p in (tmp_path / "out").glob("*.pkl")} == written
+
+    for names in files.values():
+        (root / names[0]).touch()
+    code, err, report = run_and_report()
+    assert code == 0, err
+    assert report["samples"] == samples_per_split(writable_mini) and report["scenes_left_out"] == {}
+
+
+def test_scenes_without_can_bus_get_zeros_and_are_named(writable_mini, tmp_path, monkeypatch, capsys):
+    scene = scene_in(writable_mini, "val")
+    pose = tmp_path / "data" / "can_bus" / f"{scene}_pose.json"
+    pose.write_text('[{"utime": 1, ')
+    monkeypatch.chdir(tmp_path)
+    args = ["create-infos", "--version", "v1.0-mini", "--no-file-check", "--out-dir", "out"]
     code, _, err = run_cli(args, monkeypatch, capsys)
     assert code == 0, err
-    assert json.loads((tmp_path / "r.json").read_text())["versions"][0]["samples"]["val"] == 41
+    assert f"{scene}: unreadable:" in err and f"{scene}_pose.json: malformed JSON" in err
+    assert all(not i["can_bus"].any() for i in load_pickle(pickle_path(tmp_path / "out", "val"))["infos"])
+    assert all(i["can_bus"].any() for i in load_pickle(pickle_path(tmp_path / "out", "train"))["infos"])
+    pose.unlink()
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0 and f"{scene}: no file can_bus/{scene}_pose.json" in err
 
 
-def test_scenes_without_can_bus_get_zeros_and_are_named(tmp_path, monkeypatch, capsys):
-    root = copy_scene(tmp_path)
-    (tmp_path / "data" / "can_bus" / "scene-0916_pose.json").write_text('[{"utime": 1, ')
+def test_custom_splits_file(generated_mini, tmp_path, monkeypatch, capsys):
+    generated_mini.lay_out(tmp_path)
     monkeypatch.chdir(tmp_path)
-    code, _, err = run_cli(["create-infos", "--version", "v1.0-mini", "--no-file-check", "--out-dir", "out"],
-                           monkeypatch, capsys)
-    assert code == 0, err
-    assert "scene-0916: unreadable:" in err and "scene-0916_pose.json: malformed JSON" in err
-    infos = load_pickle(root.parent.parent / "out" / "nuscenes_infos_temporal_val.pkl")["infos"]
-    assert all(not i["can_bus"].any() for i in infos)
-    (tmp_path / "data" / "can_bus" / "scene-0916_pose.json").unlink()
-    code, _, err = run_cli(["create-infos", "--version", "v1.0-mini", "--no-file-check", "--out-dir", "out"],
-                           monkeypatch, capsys)
-    assert code == 0 and "scene-0916: no file can_bus/scene-0916_pose.json" in err
-
-
-def test_custom_splits_file(tmp_path, monkeypatch, capsys):
-    lay_out(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "splits.json").write_text(json.dumps({"mine": ["scene-0916"], "other": []}))
+    scenes = [s["name"] for s in generated_mini.table("scene")]
+    (tmp_path / "splits.json").write_text(json.dumps({"mine": scenes, "other": []}))
     code, _, err = run_cli(["create-infos", "--version", "v1.0-mini", "--no-file-check", "--quiet", "--out-dir", "out",
                             "--splits", "splits.json", "--extra-tag", "x"], monkeypatch, capsys)
     assert code == 0, err
-    assert len(load_pickle(tmp_path / "out" / "x_infos_temporal_mine.pkl")["infos"]) == 41
+    assert len(load_pickle(tmp_path / "out" / "x_infos_temporal_mine.pkl")["infos"]) == len(generated_mini.table("sample"))
     assert load_pickle(tmp_path / "out" / "x_infos_temporal_other.pkl")["infos"] == []

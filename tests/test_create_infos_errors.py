@@ -1,4 +1,5 @@
-"""create-infos: bad input is a one-line error with a non-zero exit and nothing written; versions."""
+"""create-infos: bad input is a one-line error with a non-zero exit and nothing written; versions.
+On copies of a generated v1.0-mini."""
 
 import json
 import shutil
@@ -7,18 +8,15 @@ import pytest
 
 from occprep.pickles import load_pickle
 from helpers import run_cli
-from test_create_infos import SCENE, copy_scene
-
-pytestmark = pytest.mark.skipif(not SCENE.is_dir(), reason=f"shared data not found at {SCENE}")
 
 BASE_ARGS = ["create-infos", "--version", "v1.0-mini", "--no-file-check", "--out-dir", "out"]
 
 
 @pytest.fixture
-def dataset(tmp_path, monkeypatch):
-    root = copy_scene(tmp_path)
+def dataset(writable_mini, tmp_path, monkeypatch):
+    """The root of a writable copy of the generated mini at tmp_path/data/nuscenes; tmp_path is the current folder."""
     monkeypatch.chdir(tmp_path)
-    return root
+    return writable_mini.root
 
 
 def assert_one_line_error(code, err, *fragments):
@@ -31,7 +29,6 @@ def assert_one_line_error(code, err, *fragments):
 
 def edit_table(root, name, edit):
     path = root / "v1.0-mini" / f"{name}.json"
-    path.chmod(0o644)
     records = json.loads(path.read_text())
     edit(records)
     path.write_text(json.dumps(records))
@@ -40,9 +37,9 @@ def edit_table(root, name, edit):
 @pytest.mark.parametrize("args, fragments", [
     (["--root-path", "nowhere"], ["nowhere: folder not found"]),
     (["--version", "v1.0-trainval"], ["--version v1.0-trainval: no folder"]),
-    (["--version", "v2.0"], ["--version v2.0: unknown version"]),
+    (["--version", "v2.0"], ["--version v2.0 (did you mean v1.0?): unknown version"]),
     (["--version", "v1.0"], ["--version v1.0: none of v1.0-trainval, v1.0-test"]),
-    (["--canbus", "elsewhere"], ["--canbus elsewhere: no can_bus/ folder"]),
+    (["--canbus", "elsewhere"], ["--canbus elsewhere is not where can_bus/ is (data holds it): use --canbus data"]),
     (["--config", "nosuch"], ["unknown config 'nosuch'"]),
 ])
 def test_bad_flags(dataset, monkeypatch, capsys, args, fragments):
@@ -59,7 +56,6 @@ def test_missing_table(dataset, monkeypatch, capsys):
 
 def test_malformed_json_names_file_and_position(dataset, monkeypatch, capsys):
     path = dataset / "v1.0-mini" / "scene.json"
-    path.chmod(0o644)
     path.write_text(path.read_text().replace("{", "{@", 2))
     code, _, err = run_cli(BASE_ARGS, monkeypatch, capsys)
     assert_one_line_error(code, err, "scene.json: malformed JSON", "(byte ")
@@ -85,7 +81,6 @@ def test_failed_run_keeps_older_outputs(dataset, monkeypatch, capsys):
     code, _, err = run_cli(BASE_ARGS + ["--quiet"], monkeypatch, capsys)
     assert code == 0, err
     old = (dataset.parent.parent / "out" / "nuscenes_infos_temporal_val.pkl").read_bytes()
-    (dataset / "v1.0-mini" / "ego_pose.json").chmod(0o644)
     (dataset / "v1.0-mini" / "ego_pose.json").write_text("[")
     code, _, err = run_cli(BASE_ARGS, monkeypatch, capsys)
     assert_one_line_error(code, err, "ego_pose.json: malformed JSON")
@@ -93,13 +88,15 @@ def test_failed_run_keeps_older_outputs(dataset, monkeypatch, capsys):
 
 
 def test_umbrella_version_runs_the_folders_present(dataset, monkeypatch, capsys):
+    scenes = [s["name"] for s in json.loads((dataset / "v1.0-mini" / "scene.json").read_text())]
+    samples = len(json.loads((dataset / "v1.0-mini" / "sample.json").read_text()))
     shutil.move(dataset / "v1.0-mini", dataset / "v1.0-test")
     code, _, err = run_cli(["create-infos", "--version", "v1.0", "--no-file-check", "--out-dir", "out",
                             "--extra-tag", "t"], monkeypatch, capsys)
     assert code == 0, err
     assert "v1.0-trainval: no folder" in err and "skipped" in err
-    assert "scene(s) in no split list (went to test): scene-0916" in err
+    assert f"scene(s) in no split list (went to test): {', '.join(scenes)}" in err
     data = load_pickle(dataset.parent.parent / "out" / "t_infos_temporal_test.pkl")
-    assert data["metadata"] == {"version": "v1.0-test"} and len(data["infos"]) == 41
+    assert data["metadata"] == {"version": "v1.0-test"} and len(data["infos"]) == samples
     assert "gt_boxes" not in data["infos"][0] and list(data["infos"][0])[-1] == "timestamp"
     assert sorted(p.name for p in (dataset.parent.parent / "out").iterdir()) == ["t_infos_temporal_test.pkl"]

@@ -16,9 +16,16 @@ from occprep.records import CanBus
 from occprep.splits import plan_from_file
 from occprep.synth import synthesize
 from occprep.tables import read_tables
+from occprep.targets import BuildOptions, targets
 from helpers import run_cli
 
 NO_CAN_BUS = "scene-0553"
+
+
+def bevformer_infos(result, max_sweeps=None):
+    """Split -> the BEVFormer infos of an in-memory `build_infos` result."""
+    built = result.build(targets()["bevformer"], BuildOptions(max_sweeps=max_sweeps))
+    return {split: data["infos"] for split, data in built.items()}
 
 
 def isolate_annotations(version_dir):
@@ -119,9 +126,10 @@ def test_in_memory_api_with_custom_splits_and_sweeps(dataset, nusc, tmp_path):
     assert list(result.splits) == ["a", "b"]
     assert result.left_out == {NO_CAN_BUS: f"in no split of {tmp_path / 's.json'}"}
     assert set(result.no_can_bus) == {"scene-0103", "scene-0061"}
-    assert all(info["scene_name"] == "scene-0103" for info in result.splits["a"])
-    infos = result.splits["a"] + result.splits["b"]
-    assert [len(i["sweeps"]) for i in result.splits["b"]] == [0, 3, 3, 3, 3, 3, 3, 3]
+    splits = bevformer_infos(result, max_sweeps=3)
+    assert all(info["scene_name"] == "scene-0103" for info in splits["a"])
+    infos = splits["a"] + splits["b"]
+    assert [len(i["sweeps"]) for i in splits["b"]] == [0, 3, 3, 3, 3, 3, 3, 3]
     assert all(i["lidar_path"].startswith("rel/root/samples/LIDAR_TOP/") for i in infos)
     assert all(not i["can_bus"].any() for i in infos)
     cwd = os.getcwd()
@@ -138,7 +146,7 @@ def test_in_memory_api_with_custom_splits_and_sweeps(dataset, nusc, tmp_path):
 
 def test_file_check_leaves_out_only_the_scene_with_a_missing_file(dataset, created, monkeypatch, capsys, tmp_path):
     base = dataset[0]
-    info = created[0]["val"]["infos"][3]
+    info = created[0]["train"]["infos"][3]
     missing = info["cams"]["CAM_BACK"]["data_path"]
     os.rename(missing, missing + ".away")
     try:
@@ -150,7 +158,7 @@ def test_file_check_leaves_out_only_the_scene_with_a_missing_file(dataset, creat
     report = json.loads((tmp_path / "r.json").read_text())["versions"][0]
     assert list(report["scenes_left_out"]) == [info["scene_name"]]
     assert os.path.relpath(missing, base / "nuscenes") in report["scenes_left_out"][info["scene_name"]]
-    assert report["samples"] == {"train": 16, "val": 0}
+    assert report["samples"] == {"train": 8, "val": 8}
 
 
 def test_samples_without_annotations_give_empty_typed_arrays(dataset, tmp_path):
@@ -161,7 +169,8 @@ def test_samples_without_annotations_give_empty_typed_arrays(dataset, tmp_path):
     result = build_infos(tables, CanBus(poses={}, missing={}), dataset_config(), "root",
                          plan_from_file_dict(tmp_path, {"all": [s.name for s in tables.scene]}), "v1.0-mini",
                          CreateOptions(file_check=False))
-    infos = [i for i in result.splits["all"] if i["scene_token"] == emptied]
+    everything = bevformer_infos(result)["all"]
+    infos = [i for i in everything if i["scene_token"] == emptied]
     assert len(infos) == 8
     for info in infos:
         assert info["gt_boxes"].shape == (0, 7) and info["gt_boxes"].dtype == np.float64
@@ -169,7 +178,7 @@ def test_samples_without_annotations_give_empty_typed_arrays(dataset, tmp_path):
         assert info["gt_names"].shape == (0,) and info["gt_names"].dtype.kind == "U"
         assert info["num_lidar_pts"].shape == info["num_radar_pts"].shape == (0,)
         assert info["num_lidar_pts"].dtype == np.int64 and info["valid_flag"].dtype == bool
-    assert all(len(i["gt_boxes"]) for i in result.splits["all"] if i["scene_token"] != emptied)
+    assert all(len(i["gt_boxes"]) for i in everything if i["scene_token"] != emptied)
 
 
 def plan_from_file_dict(folder, lists):

@@ -1,4 +1,4 @@
-"""`occprep inspect` on create-infos output for the real mini scene, an mmdet3d 1.x pickle and bad files."""
+"""`occprep inspect` on create-infos output for a generated mini, an mmdet3d 1.x pickle and bad files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import os
 import pickle
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,44 +17,31 @@ from occprep.errors import OccprepError
 from occprep.inspection import LEGACY, V1X, consumers, inspect_pickle
 from occprep.pickles import dump_pickle, load_pickle
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-MINI = SHARED / "nuscenes-mini-scene-0916"
-pytestmark = pytest.mark.skipif(not MINI.is_dir(), reason=f"shared data not found at {MINI}")
-
 
 @pytest.fixture(scope="module")
-def mini_infos(tmp_path_factory) -> Path:
-    """create-infos output for the shared scene (metadata only, so without the file check), run from its folder."""
-    base = tmp_path_factory.mktemp("mini")
-    (base / "data").mkdir()
-    (base / "data" / "nuscenes").symlink_to(MINI)
-    (base / "data" / "can_bus").symlink_to(MINI / "can_bus")
-    cwd = os.getcwd()
-    os.chdir(base)
-    try:
-        result = CliRunner().invoke(cli, ["create-infos", "--version", "v1.0-mini", "--out-dir", "out",
-                                          "--no-file-check", "--quiet"], catch_exceptions=False)
-    finally:
-        os.chdir(cwd)
-    assert result.exit_code == 0, result.output
-    return base / "out" / "nuscenes_infos_temporal_val.pkl"
+def val_tables(generated_mini) -> dict:
+    """The generated mini's tables as JSON records, sample and sample_annotation only those of the
+    mini_val scenes (the ones `mini_infos` holds)."""
+    scenes = generated_mini.split_samples("val")
+    tokens = {token for scene_tokens in scenes.values() for token in scene_tokens}
+    return {"sample": [s for s in generated_mini.table("sample") if s["token"] in tokens],
+            "scene": [s for s in generated_mini.table("scene") if s["name"] in scenes],
+            "sample_annotation": [a for a in generated_mini.table("sample_annotation") if a["sample_token"] in tokens],
+            "category": generated_mini.table("category"), "instance": generated_mini.table("instance")}
 
 
-def _table(name: str) -> list:
-    return json.loads((MINI / "v1.0-mini" / f"{name}.json").read_text())
-
-
-def test_legacy_pickle_against_the_tables(mini_infos):
+def test_legacy_pickle_against_the_tables(mini_infos, val_tables):
     report = inspect_pickle(mini_infos)
-    samples = _table("sample")
+    samples = val_tables["sample"]
+    assert len(val_tables["scene"]) == 1  # the generated mini's one mini_val scene
     assert (report.generation, report.version, report.samples, report.scenes) == (LEGACY, "v1.0-mini", len(samples), 1)
     assert report.samples_per_scene == {"min": len(samples), "max": len(samples), "mean": float(len(samples))}
     # class histogram: every annotation's category, mapped to detection names, straight from the tables
-    category = {c["token"]: c["name"] for c in _table("category")}
-    instance_category = {i["token"]: category[i["category_token"]] for i in _table("instance")}
+    category = {c["token"]: c["name"] for c in val_tables["category"]}
+    instance_category = {i["token"]: category[i["category_token"]] for i in val_tables["instance"]}
     names = dataset_config("nuscenes").detection_names
     expected = Counter(names.get(instance_category[a["instance_token"]], instance_category[a["instance_token"]])
-                       for a in _table("sample_annotation"))
+                       for a in val_tables["sample_annotation"])
     assert report.classes == dict(expected)
     assert list(report.classes.values()) == sorted(report.classes.values(), reverse=True)
     fits = {fit.name: fit for fit in report.consumers}
@@ -70,6 +56,7 @@ def test_legacy_pickle_against_the_tables(mini_infos):
 
 
 def test_zero_can_bus_occupancy_and_existing_paths(mini_infos, tmp_path):
+    """Zero or absent can_bus, occ_gt_path on some infos, and lidar files that exist for every other info."""
     data = load_pickle(mini_infos)
     infos = data["infos"]
     for info in infos[:3]:
@@ -84,13 +71,13 @@ def test_zero_can_bus_occupancy_and_existing_paths(mini_infos, tmp_path):
             path.touch()
     dump_pickle(data, tmp_path / "edited.pkl")
     report = inspect_pickle(tmp_path / "edited.pkl", all_paths=True)
-    assert report.zero_can_bus == 4 and report.zero_can_bus_scenes == ["scene-0916"]
+    assert report.zero_can_bus == 4 and report.zero_can_bus_scenes == [infos[0]["scene_name"]]
     assert report.without_occupancy == len(infos) - 10
     assert report.keys["occ_gt_path"] == 10
     roots = {root.key: root for root in report.paths}
     assert roots["lidar_path"].root == f"{tmp_path}/"
     assert (roots["lidar_path"].checked, roots["lidar_path"].found) == (len(infos), (len(infos) + 1) // 2)
-    assert roots["occ_gt_path"].root == "gts/scene-0916/"
+    assert roots["occ_gt_path"].root == f"gts/{infos[0]['scene_name']}/"
     assert report.paths_checked == "all"
 
 
@@ -104,18 +91,18 @@ def test_mmdet3d_1x_pickle(tmp_path):
     report = inspect_pickle(tmp_path / "v1x.pkl")
     assert (report.generation, report.version, report.samples, report.scenes) == (V1X, "v1.0-trainval", 4, None)
     assert report.classes == {"car": 8, "pedestrian": 4}
-    assert all(fit.wrong_generation for fit in report.consumers)
+    assert [fit.name for fit in report.consumers if not fit.wrong_generation] == ["mmdet3d-1.x"]
     assert {root.key: root.count for root in report.paths} == {"lidar_path": 4, "cams.data_path": 4}
 
 
-def test_cli_human_and_json(mini_infos):
+def test_cli_human_and_json(mini_infos, val_tables):
     text = CliRunner().invoke(cli, ["inspect", str(mini_infos)], catch_exceptions=False)
     assert text.exit_code == 0
     assert "legacy (infos/metadata" in text.output and "[ok]   BEVFormer" in text.output
     assert "[miss] OccNet: missing occ_gt_path, flow_gt_path, occ_invalid_path" in text.output
     as_json = CliRunner().invoke(cli, ["inspect", str(mini_infos), "--json", "--quiet"], catch_exceptions=False)
     report = json.loads(as_json.output)
-    assert report["samples"] == len(_table("sample")) and report["version"] == "v1.0-mini"
+    assert report["samples"] == len(val_tables["sample"]) and report["version"] == "v1.0-mini"
 
 
 def test_not_an_info_pickle_and_a_hostile_pickle(tmp_path):
@@ -129,9 +116,11 @@ def test_not_an_info_pickle_and_a_hostile_pickle(tmp_path):
 
 def test_consumer_lists_are_complete():
     names = [c.name for c in consumers()]
-    assert names == ["BEVFormer", "OccNet", "Occ3D-baseline", "BEVDet/FlashOcc"]
+    assert names == ["BEVFormer", "OccNet", "Occ3D-baseline", "BEVDet/FlashOcc",
+                     "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)", "mmdet3d-1.x"]
     for consumer in consumers():
-        assert consumer.reads == "legacy" and consumer.info_keys and consumer.cam_keys
+        assert consumer.reads in ("legacy", "v1.x") and consumer.info_keys and consumer.cam_keys
+        assert consumer.boxes in ("legacy", "rc")
         assert len(set(consumer.info_keys)) == len(consumer.info_keys)
 
 

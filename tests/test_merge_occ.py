@@ -10,8 +10,6 @@ import pytest
 from helpers import run_cli
 from occprep.pickles import dump_pickle, load_pickle
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-OCC3D_ONE_FRAME = SHARED / "occ3d-nuscenes-one-frame"
 REAL_TOKEN = "29796060110c4163b07f06eff4af0753"
 
 # scene -> (split, number of keyframes); scene-0003 has ground truth but no infos
@@ -276,14 +274,13 @@ def test_occ3d_missing_extra_corrupt_and_wrongly_shaped(occ3d, capsys, monkeypat
     assert "semantics has value 18 (allowed 0-17)" in err
 
 
-@pytest.mark.skipif(not OCC3D_ONE_FRAME.is_dir(), reason=f"shared data not at {OCC3D_ONE_FRAME}")
-def test_occ3d_real_frame_merges_and_verifies(tmp_path, capsys, monkeypatch):
+def test_occ3d_real_frame_merges_and_verifies(real_occ3d_frame, tmp_path, capsys, monkeypatch):
     info = make_info("scene-1077", 0, 1)
     info["token"] = REAL_TOKEN
     del info["scene_name"]
     dump_pickle({"infos": [info], "metadata": {"version": "v1.0-trainval"}}, tmp_path / "nuscenes_infos_temporal_val.pkl")
     code, err = run(capsys, monkeypatch, "merge-occ", "--format", "occ3d", "--infos-dir", tmp_path, "--occ-root",
-                    OCC3D_ONE_FRAME, "--splits", "val", "--out-dir", tmp_path, "--verify")
+                    real_occ3d_frame, "--splits", "val", "--out-dir", tmp_path, "--verify")
     assert code == 0, err
     [merged] = load_pickle(tmp_path / "nuscenes_infos_temporal_val_occ3d.pkl")["infos"]
     assert merged["scene_name"] == "scene-1077"
@@ -306,7 +303,7 @@ class Exploit:
         return (os.system, ("touch pwned",))
 
 
-def test_malicious_and_mmdet3d_1x_pickles_are_refused(openocc, capsys, monkeypatch, tmp_path):
+def test_malicious_pickles_and_other_targets_are_refused(openocc, capsys, monkeypatch, tmp_path):
     path = tmp_path / "data/nuscenes/nuscenes_infos_temporal_train.pkl"
     path.write_bytes(pickle.dumps({"infos": [Exploit()], "metadata": {}}))
     code, err = run(capsys, monkeypatch, *OPENOCC_ARGS)
@@ -316,7 +313,7 @@ def test_malicious_and_mmdet3d_1x_pickles_are_refused(openocc, capsys, monkeypat
 
     dump_pickle({"data_list": [], "metainfo": {"version": "v1.0-mini"}}, path)
     code, err = run(capsys, monkeypatch, *OPENOCC_ARGS)
-    assert code == 2 and "an mmdet3d 1.x pickle (data_list/metainfo)" in err and "occprep create-infos" in err
+    assert code == 2 and "a mmdet3d-v2 pickle, not bevformer: pass --target mmdet3d-v2" in err
 
 
 @pytest.mark.parametrize("args, message", [

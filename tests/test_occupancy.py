@@ -18,13 +18,9 @@ from occprep.occupancy import (
     verify_samples,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-OCC3D_ONE_FRAME = SHARED / "occ3d-nuscenes-one-frame"
 REAL_TOKEN = "29796060110c4163b07f06eff4af0753"
 OPENOCC = occupancy_format("openocc-v1")
 OCC3D = occupancy_format("occ3d")
-
-needs_shared = pytest.mark.skipif(not OCC3D_ONE_FRAME.is_dir(), reason=f"shared data not at {OCC3D_ONE_FRAME}")
 
 
 def write_openocc_sample(directory: Path, n: int = 5, seed: int = 0) -> dict:
@@ -71,14 +67,13 @@ def test_openocc_index_errors_name_file_and_position(tmp_path):
         read_openocc_index(bad)
 
 
-@needs_shared
-def test_occ3d_tree_scan_on_real_release_layout():
-    index = scan_occ3d_tree(str(OCC3D_ONE_FRAME))
+def test_occ3d_tree_scan_on_real_release_layout(real_occ3d_frame):
+    index = scan_occ3d_tree(str(real_occ3d_frame))
     sample = index.samples[REAL_TOKEN]
     assert sample.scene_name == "scene-1077"
     assert sample.paths == {"occ_gt_path": f"gts/scene-1077/{REAL_TOKEN}/labels.npz",
-                            "occ_path": os.path.join(str(OCC3D_ONE_FRAME), "gts", "scene-1077", REAL_TOKEN)}
-    assert check_occ3d_sample({"occ_gt_path": OCC3D_ONE_FRAME / sample.paths["occ_gt_path"]}, OCC3D) == []
+                            "occ_path": os.path.join(str(real_occ3d_frame), "gts", "scene-1077", REAL_TOKEN)}
+    assert check_occ3d_sample({"occ_gt_path": real_occ3d_frame / sample.paths["occ_gt_path"]}, OCC3D) == []
 
 
 def test_occ3d_tree_occ_path_keeps_the_root_as_typed(tmp_path, monkeypatch):

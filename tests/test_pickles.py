@@ -56,9 +56,15 @@ def test_round_trip_keeps_values_dtypes_and_writability(tmp_path):
     assert loaded["plain"] == SAMPLE["plain"]
 
 
-def test_numpy_scalars_and_object_arrays_are_refused():
+def test_numpy_scalars_are_portable_and_object_arrays_refused(tmp_path):
+    values = {"b": np.True_, "i": np.int64(-3), "f": np.float64(1.5)}
+    data = dumps(values)
+    assert pickle_globals(data) == {("numpy", "bool_"), ("numpy", "int64"), ("numpy", "float64")}
+    (tmp_path / "s.pkl").write_bytes(data)
+    loaded = load_pickle(tmp_path / "s.pkl")
+    assert loaded == values and all(type(loaded[k]) is type(v) for k, v in values.items())
     with pytest.raises(TypeError):
-        dumps({"x": np.float64(1.0)})
+        dumps({"x": np.float32(1.0)})
     with pytest.raises(TypeError):
         dumps({"x": np.array([{}], dtype=object)})
 

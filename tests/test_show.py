@@ -16,9 +16,6 @@ from occprep.config import occupancy_format
 from occprep.pickles import dump_pickle, load_pickle
 from occprep.show import (CLASS_COLOURS, DPI, SIZE_ONE_PANEL, SIZE_TWO_PANELS, box_corners, dense_openocc,
                           frustum, top_labels)
-from test_inspect import mini_infos  # noqa: F401 - the create-infos fixture
-
-OCC3D = Path(__file__).resolve().parents[2] / "shared" / "data" / "occ3d-nuscenes-one-frame"
 
 
 def test_box_corners_match_the_devkit():
@@ -32,7 +29,7 @@ def test_box_corners_match_the_devkit():
         assert np.allclose(sorted(map(tuple, ours.round(9))), sorted(map(tuple, devkit.round(9))))
 
 
-def test_front_camera_frustum_looks_forward(mini_infos):  # noqa: F811
+def test_front_camera_frustum_looks_forward(mini_infos):
     info = load_pickle(mini_infos)["infos"][0]
     front = frustum("CAM_FRONT", info["cams"]["CAM_FRONT"])
     back = frustum("CAM_BACK", info["cams"]["CAM_BACK"])
@@ -74,7 +71,7 @@ def _has_colour(pixels: np.ndarray, hex_colour: str, tolerance: int = 0) -> bool
 
 
 @pytest.fixture()
-def infos_with_occupancy(mini_infos, tmp_path) -> Path:  # noqa: F811
+def infos_with_occupancy(mini_infos, tmp_path) -> Path:
     """The mini infos; info 0 names an OpenOcc v1 file (manmade wall), info 1 an Occ3D labels.npz."""
     data = load_pickle(mini_infos)
     wall = np.array([[z * 40000 + 150 * 200 + x, 14] for z in range(5) for x in range(60, 140)])
@@ -112,7 +109,7 @@ def test_png_with_occ3d_occupancy_by_token(infos_with_occupancy, tmp_path):
     assert _has_colour(right, CLASS_COLOURS["driveable_surface"]) and _has_colour(right, CLASS_COLOURS["car"])
 
 
-def test_png_without_occupancy(mini_infos, tmp_path):  # noqa: F811
+def test_png_without_occupancy(mini_infos, tmp_path):
     out = tmp_path / "c.png"
     infos = load_pickle(mini_infos)["infos"]
     index = int(np.argmax([list(info["gt_names"]).count("pedestrian") for info in infos]))
@@ -124,9 +121,8 @@ def test_png_without_occupancy(mini_infos, tmp_path):  # noqa: F811
     assert _has_colour(pixels, CLASS_COLOURS["car"]) and _has_colour(pixels, CLASS_COLOURS["pedestrian"], 40)
 
 
-@pytest.mark.skipif(not OCC3D.is_dir(), reason=f"shared data not found at {OCC3D}")
-def test_real_occ3d_frame(tmp_path):
-    labels = next(OCC3D.glob("gts/*/*/labels.npz"))
+def test_real_occ3d_frame(real_occ3d_frame, tmp_path):
+    labels = next(real_occ3d_frame.glob("gts/*/*/labels.npz"))
     info = {"token": labels.parent.name, "occ_gt_path": str(labels)}
     dump_pickle({"infos": [info], "metadata": {"version": "v1.0-trainval"}}, tmp_path / "one.pkl")
     out = tmp_path / "real.png"
@@ -141,9 +137,9 @@ def test_real_occ3d_frame(tmp_path):
     assert _has_colour(right, CLASS_COLOURS[most_common])
 
 
-def test_bad_selection_and_missing_occupancy_write_nothing(infos_with_occupancy, mini_infos, tmp_path):  # noqa: F811
+def test_bad_selection_and_missing_occupancy_write_nothing(infos_with_occupancy, mini_infos, tmp_path):
     out = tmp_path / "none.png"
-    cases = [(["--token", "nope"], "no info with token nope"),
+    cases = [(["--token", "nope"], "--token nope: 1 sample token(s) not in the data: nope"),
              ([], "give exactly one of --token T or --index I"),
              (["--index", "0", "--token", "x"], "give exactly one"),
              (["--index", "999"], "--index 999")]

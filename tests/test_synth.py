@@ -137,15 +137,13 @@ def test_sensor_chains_follow_the_real_timing(tables):
             assert [k.timestamp for k in keys] == [s.timestamp for s in scene_samples]
 
 
-def test_rig_is_the_real_calibration(tables):
-    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "nuscenes-mini-scene-0916" / "v1.0-mini"
-    if not real.is_dir():
-        pytest.skip(f"shared data absent: {real}")
-    real_tables = json.loads((real / "calibrated_sensor.json").read_text())
-    real_sd = json.loads((real / "sample_data.json").read_text())
-    used = {d["calibrated_sensor_token"] for d in real_sd}
-    real_cal = {(c["sensor_token"], tuple(c["translation"]), tuple(c["rotation"])) for c in real_tables
-                if c["token"] in used}
+def test_rig_is_the_real_calibration(tables, real_mini):
+    """The rig (configs/rig-nuscenes.json) is scene-0916's calibration, in any v1.0-mini that holds it."""
+    [scene] = [s["token"] for s in real_mini.table("scene") if s["name"] == "scene-0916"]
+    samples = {s["token"] for s in real_mini.table("sample") if s["scene_token"] == scene}
+    used = {d["calibrated_sensor_token"] for d in real_mini.table("sample_data") if d["sample_token"] in samples}
+    real_cal = {(c["sensor_token"], tuple(c["translation"]), tuple(c["rotation"]))
+                for c in real_mini.table("calibrated_sensor") if c["token"] in used}
     ours = {(c.sensor_token, tuple(c.translation), tuple(c.rotation)) for c in tables.calibrated_sensor}
     assert ours == real_cal
 
@@ -346,12 +344,9 @@ def test_occ3d_layout(dataset, nusc):
     assert total > 10 and hits / total > 0.9, (hits, total)
 
 
-def test_real_occ3d_file_has_the_same_keys_and_dtypes(dataset):
-    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "occ3d-nuscenes-one-frame"
-    if not real.is_dir():
-        pytest.skip(f"shared data absent: {real}")
+def test_real_occ3d_file_has_the_same_keys_and_dtypes(dataset, real_occ3d_frame):
     ours = next((dataset[0] / "nuscenes" / "gts").rglob("labels.npz"))
-    with np.load(next(real.rglob("labels.npz"))) as a, np.load(ours) as b:
+    with np.load(next(real_occ3d_frame.rglob("labels.npz"))) as a, np.load(ours) as b:
         assert sorted(a.files) == sorted(b.files)
         assert all(a[k].dtype == b[k].dtype and a[k].shape == b[k].shape for k in a.files)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,10 +17,6 @@ from occprep.unity.dataset import detect_format, export_nuscenes
 from occprep.unity.mapping import UnityConfig, unity_config
 from occprep.unity.totables import build_tables
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SOLO_SAMPLE = DATA / "unity-solo-sample"
-MOCKUP = DATA / "unity-perception-mockup"
-needs_data = pytest.mark.skipif(not SOLO_SAMPLE.is_dir(), reason="shared/data beside the repo is absent")
 QUIET = Reporter("test", quiet=True)
 
 
@@ -78,17 +73,16 @@ def assert_boxes_match_truth(tables, worlds, n_steps):
 # ----------------------------------------------------------------------------- the real samples
 
 
-@needs_data
-def test_solo_crate_projects_onto_unitys_2d_box_through_devkit(tmp_path):
+def test_solo_crate_projects_onto_unitys_2d_box_through_devkit(real_unity_solo, tmp_path):
     from nuscenes.nuscenes import NuScenes
     from nuscenes.utils.geometry_utils import view_points
 
-    export_nuscenes(SOLO_SAMPLE, tmp_path, "v1.0-unity", "auto", unity_config(), QUIET)
+    export_nuscenes(real_unity_solo, tmp_path, "v1.0-unity", "auto", unity_config(), QUIET)
     nusc = NuScenes("v1.0-unity", str(tmp_path), verbose=False)
     scene = next(s for s in nusc.scene if s["description"].endswith("/0"))
     sample = nusc.get("sample", scene["first_sample_token"])
     _, boxes, intrinsic = nusc.get_sample_data(sample["data"]["CAM_FRONT"])
-    frame = json.loads((SOLO_SAMPLE / "sequence.0" / "step0.frame_data.json").read_text())
+    frame = json.loads((real_unity_solo / "sequence.0" / "step0.frame_data.json").read_text())
     crate = next(b for b in boxes if np.isclose(b.center[2], 4.585796))  # instance 3: 4.59 m ahead of the camera
     corners = view_points(crate.corners(), intrinsic, normalize=True)[:2]
     unity_2d = next(v for a in frame["captures"][0]["annotations"] if a["id"] == "bounding box"
@@ -98,18 +92,16 @@ def test_solo_crate_projects_onto_unitys_2d_box_through_devkit(tmp_path):
     assert np.allclose(corners.max(axis=1) - corners.min(axis=1), unity_2d["dimension"], atol=0.5)
 
 
-@needs_data
-def test_solo_sample_sequences_come_from_folders_and_visibility_from_rendered_info():
-    unity = build_tables(solo.read_captures(SOLO_SAMPLE), unity_config())
+def test_solo_sample_sequences_come_from_folders_and_visibility_from_rendered_info(real_unity_solo):
+    unity = build_tables(solo.read_captures(real_unity_solo), unity_config())
     assert unity.summary["scenes"] == 2 and unity.camera_channels == ("CAM_FRONT",)
     assert [s.description for s in unity.tables.scene] == ["Unity /0", "Unity /1"]  # folder, not the frame's field
     assert sorted(a.num_lidar_pts for a in unity.tables.sample_annotation) == [35950, 47768]  # sequence.1: no 3D boxes
     assert [a.visibility_token for a in unity.tables.sample_annotation] == ["4", "4"]  # two unoccluded crates
 
 
-@needs_data
-def test_solo_sample_visible_pixels_fill_the_projected_box_silhouette():
-    capture = next(c for c in solo.read_captures(SOLO_SAMPLE) if c.boxes.instance_ids)
+def test_solo_sample_visible_pixels_fill_the_projected_box_silhouette(real_unity_solo):
+    capture = next(c for c in solo.read_captures(real_unity_solo) if c.boxes.instance_ids)
     n = len(capture.boxes.instance_ids)
     intrinsic = convert.pixel_intrinsic(capture.matrix, capture.width, capture.height, capture.projection)
     area = visibility.silhouette_area(capture.boxes.values, np.broadcast_to(intrinsic, (n, 3, 3)),
@@ -117,15 +109,14 @@ def test_solo_sample_visible_pixels_fill_the_projected_box_silhouette():
     assert np.allclose(capture.boxes.visible_pixels / area, 1.0, atol=1e-3)  # Unity's own pixel counts
 
 
-@needs_data
-def test_mockup_fake_values_give_a_one_line_error(capsys, tmp_path):
+def test_mockup_fake_values_give_a_one_line_error(real_unity_mockup, capsys, tmp_path):
     with pytest.raises(OccprepError, match="several cameras need a unity config"):
-        run_cli("create-infos", "--root-path", str(MOCKUP), "--out-dir", str(tmp_path), "--no-file-check")
+        run_cli("create-infos", "--root-path", str(real_unity_mockup), "--out-dir", str(tmp_path), "--no-file-check")
     config = tmp_path / "mockup.json"
     config.write_text(json.dumps({"name": "mockup", "cameras": {"1": "CAM_FRONT",
                                                                 "b4f6a75e-12de-4b4c-9574-5b135cecac6f": "CAM_BACK"}}))
     with pytest.raises(OccprepError, match=r"captures_00\d\.json captures\[0\].*not a unit quaternion"):
-        run_cli("export-nuscenes", "--root-path", str(MOCKUP), "--out", str(tmp_path / "x"),
+        run_cli("export-nuscenes", "--root-path", str(real_unity_mockup), "--out", str(tmp_path / "x"),
                 "--unity-config", str(config))
     assert not (tmp_path / "x").exists()
 
@@ -320,10 +311,9 @@ def findings_of(root):
     return [(f.item[1:], f.status, f.message) for f in validate(root) if f.status != "ok" and len(f.item) > 1]
 
 
-@needs_data
-def test_check_names_every_fake_value_of_the_mockup(capsys):
+def test_check_names_every_fake_value_of_the_mockup(real_unity_mockup, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        run_cli("check", "--root-path", str(MOCKUP))
+        run_cli("check", "--root-path", str(real_unity_mockup))
     assert exit_info.value.code == 1
     out = capsys.readouterr().out
     assert "captures[0]: sensor_id 1 is not in sensors.json" in out
@@ -332,9 +322,8 @@ def test_check_names_every_fake_value_of_the_mockup(capsys):
     assert "metrics[2]: capture_id '3d09bbce-7f7b-4d9c-8c8a-2f75158e0c8e' is not a capture of this run" in out
 
 
-@needs_data
-def test_check_of_the_real_solo_sample_finds_its_undefined_annotation_only():
-    problems = findings_of(SOLO_SAMPLE)
+def test_check_of_the_real_solo_sample_finds_its_undefined_annotation_only(real_unity_solo):
+    problems = findings_of(real_unity_solo)
     assert [(item, status) for item, status, _ in problems] == [
         (("sequence.1/step0.frame_data.json", "sequence"), "warn"),
         (("sequence.1/step0.frame_data.json", "captures[0].annotations[0]"), "warn")]
