@@ -28,13 +28,14 @@ def synth_step(out: Path, reporter: Reporter) -> List[str]:
 
 
 def create_infos_step(out: Path, reporter: Reporter) -> List[str]:
-    """Temporal infos of the mini dataset into `<out>/data/nuscenes`."""
-    from occprep.create import create_infos
+    """The infos of the mini dataset in every target's format into `<out>/data/nuscenes`."""
+    from occprep.create import CreateOptions, create_infos
+    from occprep.targets import targets
 
     root = data_root(out)
     step_reporter = Reporter("create-infos", quiet=reporter.quiet)
     _, lines = create_infos(str(root / "nuscenes"), root / "nuscenes", "nuscenes", VERSION, root,
-                            reporter=step_reporter)
+                            options=CreateOptions(targets=tuple(targets())), reporter=step_reporter)
     return lines
 
 
@@ -58,10 +59,14 @@ def show_step(out: Path, reporter: Reporter) -> List[str]:
     root = data_root(out)
     merged = root / "occ_gt_release_v1_0" / "nuscenes_infos_temporal_val_occ_gt.pkl"
     shown = show_sample(merged, None, 0, Path(out) / "sample.png", data_root=root.parent)
+    bevdet = root / "nuscenes" / "bevdetv2-nuscenes_infos_val.pkl"
     return [f"wrote {shown.out} (sample {shown.token})",
             f"next: occprep check --root-path {root / 'nuscenes'} --canbus {root}",
             f"      occprep inspect {merged}",
-            f"      occprep show {merged} --index 5 --out sample5.png"]
+            f"      occprep inspect {bevdet}",
+            f"      occprep show {merged} --index 5 --out sample5.png",
+            f"      occprep convert {root / 'nuscenes' / 'nuscenes_infos_temporal_val.pkl'} --to mmdet3d "
+            "--out mmdet3d_val.pkl"]
 
 
 STEPS: List[Tuple[str, Callable[[Path, Reporter], List[str]]]] = [
