@@ -18,10 +18,13 @@ from typing import List, Tuple
 import numpy as np
 
 from occprep import geometry
+from occprep.errors import OccprepError
 from occprep.infos import InfoParts
 from occprep.targets import Build, BuildOptions, Target, legacy_pickle, mmdet3d
 from occprep.temporal import orientation_from_global
 
+FRONT = "CAM_FRONT"
+"""The camera whose ego pose BEVDet's boxes are in (its `ego_cam`)."""
 OCC_ROOT = "./data/nuscenes"
 """The reference's `occ_path` prefix (it ignores its own root path)."""
 
@@ -32,7 +35,10 @@ def ego_boxes(parts: InfoParts) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     scan, config = parts.scan, parts.config
     keyframes, annotations = scan.keyframes, scan.annotations
     owner = np.repeat(np.arange(len(keyframes.token)), np.diff(keyframes.annotations))
-    front = keyframes.cameras[:, config.camera_channels.index("CAM_FRONT")]
+    if FRONT not in config.camera_channels:
+        raise OccprepError(f"--target bevdet: its boxes are in the ego frame at {FRONT}'s time, and dataset config "
+                           f"{config.name!r} has no {FRONT} camera (cameras: {', '.join(config.camera_channels)})")
+    front = keyframes.cameras[:, config.camera_channels.index(FRONT)]
     pose = scan.readings.ego_pose[front][owner]
     ego_from_global = scan.ego_poses.se3[pose].inverse()
     orientation = orientation_from_global(annotations.rotation, scan.ego_poses.rotation[pose])

@@ -77,7 +77,8 @@ def infos_config(unity: UnityTables, config: UnityConfig) -> DatasetConfig:
     """The dataset convention create-infos uses for a Unity dataset: its cameras, the base names."""
     base = dataset_config(config.dataset)
     return DatasetConfig(name=f"unity-{config.name}", lidar_channel=config.lidar_channel,
-                         camera_channels=unity.camera_channels, detection_names=base.detection_names)
+                         camera_channels=unity.camera_channels, detection_names=base.detection_names,
+                         label_orders=base.label_orders)
 
 
 def write_can_bus(folder: Path, unity: UnityTables) -> None:
