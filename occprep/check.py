@@ -23,9 +23,9 @@ import msgspec
 import numpy as np
 
 from occprep.blobs import missing_files
-from occprep.config import DatasetConfig
+from occprep.config import DatasetConfig, config_problems
 from occprep.errors import OccprepError
-from occprep.layout import fix_canbus, fix_occ_root, fix_root_path, misplaced_sensor_folders
+from occprep.layout import fix_canbus, fix_occ_root, fix_root_path, fix_unity_root, misplaced_sensor_folders
 from occprep.occupancy import openocc_index_path, read_openocc_index, scan_occ3d_tree
 from occprep.reporting import Reporter
 from occprep.splits import devkit_scene_lists
@@ -69,6 +69,8 @@ class CheckRequest:
     """Version folders to check; empty means every v1.0-* folder found."""
     blobs: bool = True
     sweeps: bool = False
+    config_name: str = "nuscenes"
+    """The dataset config as given (`--config`), for messages."""
 
 
 def worst(findings: Iterable[Finding]) -> str:
@@ -100,6 +102,10 @@ def check_nuscenes(request: CheckRequest, config: DatasetConfig, reporter: Repor
         if index is None:
             continue
         findings += _check_foreign_keys(root + (version,), index)
+        findings += [Finding(root + (version, "config"), "error", problem,
+                             "fix the dataset config, or pass the one these tables follow")
+                     for problem in config_problems(config, request.config_name, set(index.channel_of_sensor.values()),
+                                                    set(index.categories))]
         findings += _check_maps(request.root_path, root + ("maps",), index.map_files)
         findings += _check_blobs(request, root, version, index.files, reporter)
         scenes += [(version, name) for name in index.scene_names.values()]
@@ -117,7 +123,7 @@ def _check_root(root: Path) -> List[Finding]:
     if not root.is_dir():
         return [Finding(item, "error", "not found",
                         "--root-path must name the nuScenes folder (the one holding v1.0-*/, samples/, sweeps/, maps/)")]
-    fix = fix_root_path(str(root))
+    fix = fix_root_path(str(root)) or fix_unity_root(str(root))
     if fix is not None:
         return [Finding(item, "error", f"no v1.0-* version folder here: this is {fix.what}", f"use {fix.flags}")]
     if not _version_dirs(root):
@@ -203,7 +209,7 @@ PARALLEL_BYTES = 64 << 20
 """Big tables of at least this size are read side by side in worker processes (one per core),
 while the small tables are read here: on trainval, the table checks take half the time."""
 
-_OTHER_FIELDS = {"map": ("filename", "log_tokens"), "scene": ("name",), "sensor": ("channel",)}
+_OTHER_FIELDS = {"map": ("filename", "log_tokens"), "scene": ("name",), "sensor": ("channel",), "category": ("name",)}
 """Fields the checks read besides tokens and foreign keys (and sample_data's files, for the blob check)."""
 
 
@@ -295,6 +301,8 @@ class VersionIndex:
     """Scene token -> scene name."""
     sample_scenes: List[Tuple[str, str]] = field(default_factory=list)
     """(sample token, scene token) in table order."""
+    categories: List[str] = field(default_factory=list)
+    """Category names."""
     channel_of_sensor: Dict[str, str] = field(default_factory=dict)
     channel_of_calibration: Dict[str, str] = field(default_factory=dict)
     files: Dict[str, List[str]] = field(default_factory=lambda: {"needed": [], "other": [], "sweeps": []})
@@ -391,6 +399,8 @@ def _add_details(index: VersionIndex, name: str, records: list, config: DatasetC
         index.sample_scenes += [(s.token, s.scene_token) for s in records]
     elif name == "sensor":
         index.channel_of_sensor.update((s.token, s.channel) for s in records)
+    elif name == "category":
+        index.categories += [c.name for c in records]
     elif name == "calibrated_sensor":
         index.channel_of_calibration.update((c.token, index.channel_of_sensor.get(c.sensor_token, ""))
                                             for c in records)

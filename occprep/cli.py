@@ -110,7 +110,7 @@ def check_command(reporter: Reporter, root_path: Path, canbus: Path, occ_root: P
     from occprep.unity.dataset import unity_layout
     from occprep.unity.validate import validate as validate_unity
 
-    request = CheckRequest(root_path, canbus, occ_root, (version,) if version else (), blobs, sweeps)
+    request = CheckRequest(root_path, canbus, occ_root, (version,) if version else (), blobs, sweeps, config_name)
     if unity_layout(root_path):
         findings = validate_unity(root_path)
     else:

@@ -7,12 +7,13 @@ config file, not a fork: pass its path wherever a config name is accepted.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Collection, Dict, List, Tuple
 
 import msgspec
 
 from occprep.errors import OccprepError
 from occprep.fileio import read_json
+from occprep.names import unknown_message
 
 
 class DatasetConfig(msgspec.Struct, frozen=True):
@@ -54,6 +55,18 @@ class OccupancyFormat(msgspec.Struct, frozen=True):
     """Semantic class names by label id."""
     free_label: int
     """Label id of empty space."""
+
+
+def config_problems(config: DatasetConfig, given: str, channels: Collection[str], categories: Collection[str]) -> List[str]:
+    """What a dataset config names that the tables do not hold: its channels (`sensor.channel`) and the
+    categories its `detection_names` map (`category.name`); one line each, with the closest names."""
+    problems = [
+        unknown_message([config.lidar_channel, *config.camera_channels], channels, "sensor channel", f"--config {given}",
+                        f"the tables' channels are {', '.join(sorted(channels))}; fix lidar_channel / camera_channels"),
+        unknown_message(config.detection_names, categories, "category", f"--config {given} detection_names",
+                        "use the tables' category.name values as its keys"),
+    ]
+    return [p for p in problems if p]
 
 
 def config_dir() -> Path:

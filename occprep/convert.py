@@ -17,7 +17,7 @@ from typing import List, Optional, Tuple
 from occprep import boxes
 from occprep.canbus import read_can_bus
 from occprep.config import dataset_config
-from occprep.create import CreateOptions, check_root_path, infos_from_scan, scan_version
+from occprep.create import CreateOptions, check_root_path, infos_from_scan, resolve_canbus, scan_version
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write
 from occprep.names import check_names
@@ -93,7 +93,7 @@ def _missing(neutral: List[dict], target: Target, annotations: bool, max_sweeps:
 def _from_tables(request: ConvertRequest, target: Target, version: str, tokens: List[str], annotations: bool,
                  need_can_bus: bool, reporter: Reporter) -> List[dict]:
     """Neutral infos of `tokens` (in that order) built from the tables of `version`."""
-    root = check_root_path(request.root_path)
+    root = check_root_path(request.root_path, version_flag=False)
     if not (root / version).is_dir():
         raise OccprepError(f"--root-path {request.root_path}: no {version}/ folder (the input's version); pass the "
                            "dataset root that holds it")
@@ -103,7 +103,10 @@ def _from_tables(request: ConvertRequest, target: Target, version: str, tokens: 
     if need_can_bus:
         if request.canbus is None:
             raise OccprepError("the input has no can_bus values: pass --canbus DIR (the folder that contains can_bus/)")
-        can_bus = read_can_bus(request.canbus, scanned.scenes.name, config, reporter)
+        folder, notes = resolve_canbus(request.canbus, request.root_path)
+        for note in notes:
+            reporter.info(note)
+        can_bus = read_can_bus(folder, scanned.scenes.name, config, reporter)
     check_names(tokens, set(scanned.keyframes.token), "sample token", f"{request.source}",
                 f"the {version} tables under {request.root_path} are not the ones it was made from")
     names = scanned.scenes.name

@@ -20,12 +20,12 @@ import numpy as np
 
 from occprep.blobs import missing_files
 from occprep.canbus import CAN_BUS_MODES, can_bus_slots, read_can_bus
-from occprep.config import DatasetConfig, dataset_config
+from occprep.config import DatasetConfig, config_problems, dataset_config
 from occprep.errors import OccprepError
 from occprep.fileio import Staging
 from occprep.infos import InfoParts
 from occprep.layout import fix_canbus, fix_root_path, misplaced_sensor_folders, version_folders
-from occprep.names import check_names, closest, describe_unknown
+from occprep.names import closest, describe_unknown
 from occprep.pickles import write_pickle
 from occprep.records import CanBus, Scan
 from occprep.reporting import Reporter
@@ -248,7 +248,7 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
     summary (JSON-ready) and its text lines."""
     reporter = reporter or Reporter("create-infos", quiet=True)
     root = check_root_path(root_path)
-    canbus_root, notes = _canbus_root(canbus_root, root_path)
+    canbus_root, notes = resolve_canbus(canbus_root, root_path)
     config = dataset_config(config_name)
     custom_plan = plan_from_file(splits_file) if splits_file is not None else None
     versions, skipped = _versions(root, version, custom_plan is not None, reporter)
@@ -295,26 +295,25 @@ def output_dirs(chosen: Sequence[Target], out_dir: Path) -> Tuple[Dict[str, Path
 
 def check_config_names(config: DatasetConfig, tables: Tables, given: str) -> None:
     """The channels and categories `config` names exist in `tables` (sensor.channel, category.name)."""
-    channels = {s.channel for s in tables.sensor}
-    check_names([config.lidar_channel, *config.camera_channels], channels, "sensor channel", f"--config {given}",
-                f"the tables' channels are {', '.join(sorted(channels))}; fix lidar_channel / camera_channels")
-    check_names(config.detection_names, {c.name for c in tables.category}, "category",
-                f"--config {given} detection_names", "use the tables' category.name values as its keys")
+    problems = config_problems(config, given, {s.channel for s in tables.sensor}, {c.name for c in tables.category})
+    if problems:
+        raise OccprepError(problems[0])
 
 
-def check_root_path(root_path: str) -> Path:
-    """The dataset root as a Path; a one-line error naming the corrected flag for the usual mix-ups."""
+def check_root_path(root_path: str, version_flag: bool = True) -> Path:
+    """The dataset root as a Path; a one-line error naming the corrected flag for the usual mix-ups
+    (`version_flag=False`: for a command without `--version`)."""
     root = Path(root_path)
     if not root.is_dir():
         raise OccprepError(f"--root-path {root_path}: folder not found; give the nuScenes folder that holds "
                            "v1.0-*/, maps/, samples/ and sweeps/")
     fix = fix_root_path(root_path)
     if fix is not None:
-        raise OccprepError(fix.message())
+        raise OccprepError(fix.message(also=version_flag))
     return root
 
 
-def _canbus_root(canbus_root: Path, root_path: str) -> Tuple[Path, List[str]]:
+def resolve_canbus(canbus_root: Path, root_path: str) -> Tuple[Path, List[str]]:
     """The folder that contains can_bus/, and a summary note when a recognised mix-up was corrected."""
     fix = fix_canbus(str(canbus_root), root_path)
     if fix is not None and not fix.certain:

@@ -48,9 +48,11 @@ class PathFix:
         """The corrected flag(s), ready to paste: '--root-path data/nuscenes --version v1.0-mini'."""
         return f"{self.flag} {self.corrected}" + (f" {self.also}" if self.also else "")
 
-    def message(self) -> str:
-        """One line: what the given path is and the flag to use instead."""
-        return f"{self.flag} {self.given} is {self.what}: use {self.flags}"
+    def message(self, also: bool = True) -> str:
+        """One line: what the given path is and the flag to use instead (`also=False`: without the further
+        flags, for a command that has none)."""
+        flags = self.flags if also else f"{self.flag} {self.corrected}"
+        return f"{self.flag} {self.given} is {self.what}: use {flags}"
 
 
 def parent(given: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Collection, Iterable, List
+from typing import Collection, Iterable, List, Optional
 
 from occprep.errors import OccprepError
 
@@ -50,14 +50,21 @@ def unknown_names(given: Iterable[str], known: Collection[str]) -> List[str]:
     return [name for name in dict.fromkeys(given) if name not in known]
 
 
-def check_names(given: Iterable[str], known: Collection[str], what: str, where: str, fix: str) -> None:
-    """Raise one error listing every name of `given` missing from `known`, with suggestions.
+def unknown_message(given: Iterable[str], known: Collection[str], what: str, where: str, fix: str) -> Optional[str]:
+    """One line listing every name of `given` missing from `known`, with suggestions; None when all are known.
 
     `what` names the records ('scene', 'category'); `where` the flag or file that named them;
     `fix` ends the message (what to change).
     """
     unknown = unknown_names(given, known)
-    if unknown:
-        raise OccprepError(f"{where}: {len(unknown)} {what}(s) not in the data: {describe_unknown(unknown, known)}; "
-                           f"{fix}")
+    if not unknown:
+        return None
+    return f"{where}: {len(unknown)} {what}(s) not in the data: {describe_unknown(unknown, known)}; {fix}"
+
+
+def check_names(given: Iterable[str], known: Collection[str], what: str, where: str, fix: str) -> None:
+    """Raise `unknown_message` as an error when some name of `given` is not in `known`."""
+    message = unknown_message(given, known, what, where, fix)
+    if message:
+        raise OccprepError(message)
 

@@ -272,8 +272,11 @@ def test_export_loads_in_devkit_with_the_true_boxes_and_velocities(tmp_path):
             assert np.allclose(nusc.box_velocity(token), expected[3], atol=1e-6)
     levels = {nusc.get("visibility", a["visibility_token"])["level"] for a in nusc.sample_annotation}
     assert levels == {"v0-40", "v40-60", "v60-80", "v80-100"}
+    config = {"name": "unity-export", "lidar_channel": "LIDAR_TOP", "camera_channels": ["CAM_FRONT"],
+              "detection_names": {c.name: c.name for c in read_tables(tmp_path / "out" / "v1.0-mini").category}}
+    (tmp_path / "export.json").write_text(json.dumps(config))  # the export's one camera and its categories
     run_cli("check", "--root-path", str(tmp_path / "out"), "--canbus", str(tmp_path / "out"), "--no-blobs",
-            "--quiet", "--report", str(tmp_path / "check.json"))  # exits 1 on any error
+            "--config", str(tmp_path / "export.json"), "--quiet", "--report", str(tmp_path / "check.json"))
     report = json.loads((tmp_path / "check.json").read_text())
     assert report["ready"] and report["counts"]["error"] == 0
     assert [f["status"] for f in report["findings"] if f["item"][-1] == "foreign keys"] == ["ok"]

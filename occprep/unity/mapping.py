@@ -8,7 +8,7 @@ import msgspec
 
 from occprep.config import dataset_config, load_config
 from occprep.errors import OccprepError
-from occprep.names import check_names
+from occprep.names import check_names, closest
 
 
 class UnityConfig(msgspec.Struct, frozen=True):
@@ -33,8 +33,11 @@ class UnityConfig(msgspec.Struct, frozen=True):
             return assigned[sensor_id]
         if self.cameras:
             if sensor_id not in self.cameras:
-                raise OccprepError(f"camera sensor {sensor_id!r} has no channel in unity config {self.name!r}: add "
-                                   "it to its \"cameras\" map (sensor id → e.g. CAM_FRONT)")
+                near = [key for key in self.cameras if sensor_id in closest(key, [sensor_id])]
+                typo = f"; its \"cameras\" map names {', '.join(f'{k} (did you mean {sensor_id}?)' for k in near)}" \
+                    if near else ""
+                raise OccprepError(f"camera sensor {sensor_id!r} has no channel in unity config {self.name!r}{typo}: "
+                                   "add it to its \"cameras\" map (sensor id → e.g. CAM_FRONT)")
             channel = self.cameras[sensor_id]
         elif assigned:
             raise OccprepError(f"camera sensors {next(iter(assigned))!r} and {sensor_id!r}: several cameras need a "
