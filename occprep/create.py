@@ -336,12 +336,14 @@ def write_outputs(result: VersionInfos, chosen: Sequence[Target], out_dirs: Dict
     with _gc_paused(), reporter.progress(total=total, desc=f"infos {result.version}", unit="info") as progress:
         for split, rows in result.splits.items():
             shared: Dict[tuple, List[dict]] = {}
-            for target in grouped:
+            for position, target in enumerate(grouped):
                 if layout[target.name] not in shared:
                     root, max_sweeps = layout[target.name]
                     shared = {layout[target.name]: [result.parts.neutral(s, result.annotations, root, max_sweeps)
                                                     for s in rows]}
                 built = result.build_split(target, split, options, shared[layout[target.name]])
+                if position + 1 == len(grouped) or layout[grouped[position + 1].name] != layout[target.name]:
+                    shared = {}  # the last target of its layout: free the neutral infos before pickling
                 path = out_dirs[target.name] / target.file_name(extra_tag, split)
                 try:
                     with staging.write(path) as handle:

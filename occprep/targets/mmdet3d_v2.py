@@ -34,14 +34,14 @@ INFO_VERSION = "1.1"
 
 
 class _CameraValues:
-    """What `cam_instances` need for every keyframe of one `InfoParts`: labels, attribute ids, the
-    boxes each camera sees and their projected centres."""
+    """`cam_instances` of every keyframe of one `InfoParts`, as compact columns: the box/camera pairs
+    with a 2-D box, a class of the 10 and the centre in front of the camera, by keyframe, camera, box."""
 
     def __init__(self, parts: InfoParts, options: BuildOptions) -> None:
         scan = parts.scan
         self.dtype = _dtype(options)
         label = {name: i for i, name in enumerate(parts.config.label_order("mmdet3d"))}
-        self.labels = [label.get(name, -1) for name in parts.names]
+        labels = np.array([label.get(name, -1) for name in parts.names], dtype=np.int64)
         attributes = parts.config.label_order("mmdet3d-attributes")
         unknown = unknown_names(scan.annotations.attribute, attributes)
         if unknown:
@@ -49,26 +49,24 @@ class _CameraValues:
                                f"dataset config {parts.config.name!r}: add them to its "
                                "label_orders[\"mmdet3d-attributes\"]")
         attribute = {name: i for i, name in enumerate(attributes)}
-        self.attributes = [attribute[name] for name in scan.annotations.attribute]
-        self.seen: CameraBoxes = parts.memo("camera boxes", lambda: camera_boxes(scan))
-        self.offsets = np.searchsorted(self.seen.sample, np.arange(len(scan.keyframes.token) + 1))
-        center_2d, depth = self._project(scan)
-        self.center_2d, self.depth = center_2d.tolist(), depth.tolist()
-        seen = self.seen
-        self.bbox, self.centre, self.yaw = seen.bbox.tolist(), seen.centre.tolist(), seen.yaw.tolist()
-        self.velocity = seen.velocity[:, [0, 2]].tolist()
-        self.box, self.camera = seen.box.tolist(), seen.camera.tolist()
-        self.size = scan.annotations.size.tolist()
-        pair_label = np.array(self.labels, dtype=np.int64)[seen.box]
-        self.pair_label = pair_label.tolist()
-        kept = np.flatnonzero((pair_label >= 0) & (depth > 0))
-        self.kept = [rows.tolist() for rows in np.split(kept, np.searchsorted(kept, self.offsets[1:-1]))]
-        """Per keyframe: the pairs that become `cam_instances` records (a class of the 10, centre in front)."""
+        attribute_ids = np.array([attribute[name] for name in scan.annotations.attribute], dtype=np.int64)
+        seen = camera_boxes(scan)
+        center_2d, depth = self._project(scan, seen)
+        kept = np.flatnonzero((labels[seen.box] >= 0) & (depth > 0))
+        box = seen.box[kept]
+        length, width, height = (scan.annotations.size[box][:, i] for i in (1, 0, 2))
+        self.camera = seen.camera[kept]
+        self.label = labels[box]
+        self.attribute = attribute_ids[box]
+        self.bbox = seen.bbox[kept]
+        self.bbox_3d = np.column_stack([seen.centre[kept], length, height, width, -seen.yaw[kept]])
+        self.velocity = seen.velocity[kept][:, [0, 2]]
+        self.center_2d, self.depth = center_2d[kept], depth[kept]
+        self.offsets = np.searchsorted(seen.sample[kept], np.arange(len(scan.keyframes.token) + 1))
 
-    def _project(self, scan):
+    def _project(self, scan, seen: CameraBoxes):
         """(P, 2) image position and (P,) depth of every seen box centre, computed in the output dtype as
         mmdet3d's `points_cam2img` does (a float32 torch product in the reference)."""
-        seen = self.seen
         readings = scan.keyframes.cameras[seen.sample, seen.camera]
         intrinsics = np.zeros((len(readings), 4, 4), dtype=self.dtype)
         intrinsics[:, :3, :3] = [scan.intrinsics[c] for c in scan.readings.calibration[readings].tolist()]
@@ -88,19 +86,21 @@ def cam_instances(parts: InfoParts, s: int, options: BuildOptions) -> Dict[str, 
     values = parts.memo(f"mmdet3d-v2 cameras {options.float64}", lambda: _CameraValues(parts, options))
     channels = parts.config.camera_channels
     found: Dict[str, List[dict]] = {channel: [] for channel in channels}
-    for p in values.kept[s]:
-        box, label = values.box[p], values.pair_label[p]
-        width, length, height = values.size[box]
-        found[channels[values.camera[p]]].append({
+    block = slice(values.offsets[s], values.offsets[s + 1])
+    for camera, label, bbox, bbox_3d, velocity, center_2d, depth, attribute in zip(
+            values.camera[block].tolist(), values.label[block].tolist(), values.bbox[block].tolist(),
+            values.bbox_3d[block].tolist(), values.velocity[block].tolist(), values.center_2d[block].tolist(),
+            values.depth[block].tolist(), values.attribute[block].tolist()):
+        found[channels[camera]].append({
             "bbox_label": label,
             "bbox_label_3d": label,
-            "bbox": values.bbox[p],
+            "bbox": bbox,
             "bbox_3d_isvalid": True,
-            "bbox_3d": [*values.centre[p], length, height, width, -values.yaw[p]],
-            "velocity": values.velocity[p],
-            "center_2d": values.center_2d[p],
-            "depth": values.depth[p],
-            "attr_label": values.attributes[box],
+            "bbox_3d": bbox_3d,
+            "velocity": velocity,
+            "center_2d": center_2d,
+            "depth": depth,
+            "attr_label": attribute,
         })
     return found
 
