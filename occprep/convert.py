@@ -122,7 +122,10 @@ def _from_tables(request: ConvertRequest, target: Target, version: str, tokens: 
 
 def convert(request: ConvertRequest, reporter: Reporter) -> Tuple[dict, List[str]]:
     """Convert `request.source` to target `request.to`; returns the summary (JSON-ready) and its lines."""
-    target = parse_targets(request.to)[0]
+    chosen = parse_targets(request.to)
+    if len(chosen) != 1:
+        raise OccprepError(f"--to {request.to}: name one target (convert once per target)")
+    target = chosen[0]
     data, source = read_source(request.source)
     out = output_path(request, source, target)
     measured = boxes.measure(*boxes.of_infos(data.get("infos", [])))

@@ -1,10 +1,11 @@
-"""create-infos for one or more dataset versions: read (edge) -> scan -> CAN bus -> temporal -> infos -> write (edge).
+"""create-infos for one or more dataset versions: read (edge) -> scan -> CAN bus -> temporal -> targets -> write (edge).
 
 `build_infos` is the in-memory core: it takes `Tables` and a `CanBus` from any source (nuScenes
-files, a Unity export, a generator) and returns the infos per split without touching the disk
-(except the optional keyframe file check). `create_infos` is the command: it reads nuScenes
-version folders and CAN bus files, calls `build_infos` and writes the pickles once every version
-succeeded.
+files, a Unity export, a generator) and returns a `VersionInfos` (the keyframes of each output
+split and the `InfoParts` every target is assembled from) without touching the disk (except the
+optional keyframe file check); `VersionInfos.build` gives a target's pickled objects in memory.
+`create_infos` is the command: it reads nuScenes version folders and CAN bus files and streams every
+target's pickles into a `Staging`, renamed into place only once every version succeeded.
 """
 
 from __future__ import annotations
