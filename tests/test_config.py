@@ -27,3 +27,16 @@ def test_occupancy_grids():
 def test_unknown_config_names_the_choices():
     with pytest.raises(OccprepError, match="one of occ3d, openocc-v1"):
         occupancy_format("semantickitti")
+
+
+def test_every_subpackage_is_packaged():
+    """pyproject's explicit package list names every folder of occprep/ with an __init__.py (the tests
+    import the source tree, so a missing entry would only show in an installed copy)."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    listed = set(re.search(r"^packages = \[(.*)\]$", (repo / "pyproject.toml").read_text(), re.M).group(1)
+                 .replace('"', "").replace(" ", "").split(","))
+    found = {".".join(p.parent.relative_to(repo).parts) for p in (repo / "occprep").rglob("__init__.py")}
+    assert found <= listed
