@@ -6,7 +6,8 @@ devkit's `Box.translate/rotate`); its 8 corners with camera z > 0 are projected 
 intrinsics; the 2-D box is the bounds of their convex hull clipped to the image, and a box whose
 clipped hull is not a polygon (no overlap, or fewer than three corners in front) has none. The
 image is `sample_data` width × height (1600 × 900 for nuScenes, which the reference hard-codes).
-Clipping uses shapely, vectorised; hulls wholly inside the image need no clipping.
+Clipping uses shapely's vectorised `clip_by_rect` (the reference intersects with a box polygon:
+same polygons, bounds within 1e-12 px, 16× faster); hulls wholly inside the image need none.
 """
 
 from __future__ import annotations
@@ -68,22 +69,28 @@ def _hull_bounds(uv: np.ndarray, front: np.ndarray, width: np.ndarray, height: n
     if clip.size:
         pair, corner = np.nonzero(front[clip])
         hulls = shapely.convex_hull(shapely.multipoints(uv[clip][pair, corner], indices=pair))
-        images = shapely.box(0, 0, width[clip], height[clip])
-        clipped = shapely.intersection(hulls, images)
-        polygon = (shapely.get_type_id(clipped) == 3) & ~shapely.is_empty(clipped)
+        clipped = np.empty(len(clip), dtype=object)
+        sizes = np.stack([width[clip], height[clip]], axis=1)
+        for size in np.unique(sizes, axis=0):
+            same = (sizes == size).all(axis=1)
+            clipped[same] = shapely.clip_by_rect(hulls[same], 0, 0, *size.tolist())
         bounds[clip] = shapely.bounds(clipped)
-        found[clip] = polygon
+        found[clip] = (shapely.get_type_id(clipped) == 3) & ~shapely.is_empty(clipped)
     return bounds, found
 
 
-def _may_be_seen(centre: np.ndarray, radius: np.ndarray, intrinsic: np.ndarray, width: np.ndarray,
-                 height: np.ndarray) -> np.ndarray:
+def _frustum_planes(intrinsic: np.ndarray, width: np.ndarray, height: np.ndarray) -> np.ndarray:
+    """(..., 5, 3) unit inward normals of the planes through the camera centre that bound what an image
+    of `width` × `height` px with (..., 3, 3) `intrinsic` sees (left, right, top, bottom), and z = 0."""
+    k0, k1, k2 = intrinsic[..., 0, :], intrinsic[..., 1, :], intrinsic[..., 2, :]
+    planes = np.stack([k0, width[..., None] * k2 - k0, k1, height[..., None] * k2 - k1, k2], axis=-2)
+    return planes / np.linalg.norm(planes, axis=-1, keepdims=True)
+
+
+def _may_be_seen(centre: np.ndarray, radius: np.ndarray, planes: np.ndarray) -> np.ndarray:
     """(N,) False for boxes (bounding spheres of `radius` at `centre`, camera frame) wholly behind the
-    camera or wholly beyond one side of the image's viewing frustum: no corner of those can give a
-    2-D box, so they need not be projected."""
-    k0, k1, k2 = intrinsic[:, 0], intrinsic[:, 1], intrinsic[:, 2]
-    planes = np.stack([k0, width[:, None] * k2 - k0, k1, height[:, None] * k2 - k1, k2], axis=1)
-    planes /= np.linalg.norm(planes, axis=2, keepdims=True)
+    camera or wholly beyond one side of the viewing frustum (`planes`, (N, 5, 3)): no corner of those
+    can give a 2-D box, so they need not be projected."""
     return (np.einsum("pki,pi->pk", planes, centre) > -radius[:, None]).all(axis=1)
 
 
@@ -94,6 +101,9 @@ def camera_boxes(scan: Scan) -> CameraBoxes:
     camera_from_global = global_from_reading(scan, keyframes.cameras).inverse()
     intrinsics = np.array([scan.intrinsics[c] if scan.intrinsics[c] else np.eye(3).tolist()
                            for c in range(len(scan.intrinsics))], dtype=np.float64)
+    key_calibration = readings.calibration[keyframes.cameras]
+    planes = _frustum_planes(intrinsics[key_calibration], readings.width[keyframes.cameras],
+                             readings.height[keyframes.cameras])
     owner = np.repeat(np.arange(len(keyframes.token)), np.diff(keyframes.annotations))
     pair_box = np.repeat(np.arange(len(owner)), cameras)
     pair_camera = np.tile(np.arange(cameras), len(owner))
@@ -104,8 +114,7 @@ def camera_boxes(scan: Scan) -> CameraBoxes:
         reading = keyframes.cameras[sample, camera]
         to_camera = camera_from_global[sample, camera]
         centre = to_camera.apply(boxes.translation[box])
-        near = _may_be_seen(centre, 0.5 * np.linalg.norm(boxes.size[box], axis=1),
-                            intrinsics[readings.calibration[reading]], readings.width[reading], readings.height[reading])
+        near = _may_be_seen(centre, 0.5 * np.linalg.norm(boxes.size[box], axis=1), planes[sample, camera])
         box, camera, sample, reading, to_camera, centre = (box[near], camera[near], sample[near], reading[near],
                                                            to_camera[near], centre[near])
         orientation = orientation_from_global(boxes.rotation[box], scan.ego_poses.rotation[readings.ego_pose[reading]],
