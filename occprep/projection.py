@@ -13,6 +13,7 @@ same polygons, bounds within 1e-12 px, 16× faster); hulls wholly inside the ima
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Tuple
 
 import numpy as np
 import shapely
@@ -136,3 +137,15 @@ def camera_boxes(scan: Scan) -> CameraBoxes:
     order = np.lexsort((stacked["box"], stacked["camera"], stacked["sample"]))
     return CameraBoxes(**{name: values[order] for name, values in stacked.items()})
 
+
+
+def project_centres(scan: Scan, seen: CameraBoxes, dtype: type = np.float32) -> Tuple[np.ndarray, np.ndarray]:
+    """(P, 2) image position (u, v), px, and (P,) depth, m, of every seen box centre, computed in
+    `dtype` as mmdet3d's `points_cam2img` does (a float32 torch product in the references)."""
+    readings = scan.keyframes.cameras[seen.sample, seen.camera]
+    intrinsics = np.zeros((len(readings), 4, 4), dtype=dtype)
+    intrinsics[:, :3, :3] = [scan.intrinsics[c] for c in scan.readings.calibration[readings].tolist()]
+    intrinsics[:, 3, 3] = 1
+    points = np.concatenate([seen.centre, np.ones((len(readings), 1))], axis=1).astype(dtype)
+    projected = np.einsum("pij,pj->pi", intrinsics, points)
+    return projected[:, :2] / projected[:, 2:3], projected[:, 2]

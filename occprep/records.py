@@ -130,6 +130,8 @@ class Annotations:
     category: List[str]
     attribute: List[str]
     """Name of the box's first attribute ('None' when it has none), as mmdet3d's converters take it."""
+    visibility: List[str]
+    """`visibility_token` ('1'-'4', '' when absent)."""
     num_lidar_pts: np.ndarray
     """(A,) int64."""
     num_radar_pts: np.ndarray

@@ -141,6 +141,7 @@ def _annotations(tables: Tables, sample_row: Dict[str, int], sample_time: np.nda
         velocity=velocity[order],
         category=[category[i] for i in order.tolist()],
         attribute=[attribute[i] for i in order.tolist()],
+        visibility=[records[i].visibility_token for i in order.tolist()],
         num_lidar_pts=np.array([a.num_lidar_pts for a in records], dtype=np.int64)[order],
         num_radar_pts=np.array([a.num_radar_pts for a in records], dtype=np.int64)[order],
     )
@@ -255,8 +256,8 @@ def scan(tables: Tables, config: DatasetConfig) -> Scan:
 SampleDataFields = field_subset(SampleData, "token sample_token ego_pose_token calibrated_sensor_token timestamp "
                                             "is_key_frame height width filename prev")
 EgoPoseFields = field_subset(EgoPose, "token rotation translation")
-AnnotationFields = field_subset(SampleAnnotation, "token sample_token instance_token attribute_tokens translation size "
-                                                  "rotation prev next num_lidar_pts num_radar_pts")
+AnnotationFields = field_subset(SampleAnnotation, "token sample_token instance_token visibility_token attribute_tokens "
+                                                  "translation size rotation prev next num_lidar_pts num_radar_pts")
 """The fields of the three big tables that `scan` reads."""
 _SensorKey = field_subset(SampleData, "calibrated_sensor_token is_key_frame")
 _TokenKey = field_subset(EgoPose, "token")

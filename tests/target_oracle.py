@@ -97,6 +97,33 @@ def assert_bevdet_info(nusc, info: dict, mmdet3d: dict, occ_root: str) -> None:
 
 def camera_instances(nusc, camera_token: str) -> list:
     """mmdet3d v1.4.0 `get_nuscenes_2d_boxes` for one keyframe camera, all visibilities."""
+    return [record for _, record in camera_records(nusc, camera_token)]
+
+
+def streampetr_camera(nusc, camera_token: str) -> dict:
+    """StreamPETR's seven lists for one keyframe camera: the records of `camera_records` with a 2-D box of
+    at least 1 × 1 px inside the image."""
+    sd = nusc.get("sample_data", camera_token)
+    kept = []
+    for ann, record in camera_records(nusc, camera_token):
+        x1, y1, x2, y2 = record["bbox"]
+        w, h = x2 - x1, y2 - y1
+        inside = max(0, min(x1 + w, sd["width"]) - max(x1, 0)) * max(0, min(y1 + h, sd["height"]) - max(y1, 0))
+        if inside != 0 and w * h > 0 and w >= 1 and h >= 1:
+            kept.append((ann, record, [x1, y1, x1 + w, y1 + h]))
+    return {
+        "bboxes2d": np.array([box for _, _, box in kept], dtype=np.float32),
+        "bboxes3d_cams": np.array([r["bbox_3d"] for _, r, _ in kept], dtype=np.float32),
+        "labels2d": np.array([r["bbox_label"] for _, r, _ in kept], dtype=np.int64),
+        "centers2d": np.array([r["center_2d"] for _, r, _ in kept], dtype=np.float32),
+        "depths": np.array([r["depth"] for _, r, _ in kept], dtype=np.float32),
+        "bboxes_ignore": np.array([], dtype=np.float32),
+        "visibilities": [ann["visibility_token"] for ann, _, _ in kept],
+    }
+
+
+def camera_records(nusc, camera_token: str) -> list:
+    """(annotation, record) of `get_nuscenes_2d_boxes` for one keyframe camera."""
     sd = nusc.get("sample_data", camera_token)
     cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
     pose = nusc.get("ego_pose", sd["ego_pose_token"])
@@ -128,13 +155,13 @@ def camera_instances(nusc, camera_token: str) -> list:
         velocity = np.array([*nusc.box_velocity(token)[:2], 0.0])
         velocity = Quaternion(cs["rotation"]).inverse.rotate(Quaternion(pose["rotation"]).inverse.rotate(velocity))
         attribute = nusc.get("attribute", ann["attribute_tokens"][0])["name"] if ann["attribute_tokens"] else "None"
-        records.append({
+        records.append((ann, {
             "bbox_label": MMDET3D_CLASSES.index(name), "bbox_label_3d": MMDET3D_CLASSES.index(name),
             "bbox": [xs.min(), ys.min(), xs.max(), ys.max()], "bbox_3d_isvalid": True,
             "bbox_3d": [*b.center, b.wlh[1], b.wlh[2], b.wlh[0], -b.orientation.yaw_pitch_roll[0]],
             "velocity": [velocity[0], velocity[2]], "center_2d": (projected[:2] / projected[2]).tolist(),
             "depth": float(projected[2]), "attr_label": ATTRIBUTES.index(attribute),
-        })
+        }))
     return records
 
 
@@ -203,3 +230,32 @@ def assert_v2_entry(nusc, entry: dict, index: int, root_path: str, annotated: bo
             np.testing.assert_allclose(record["velocity"], want["velocity"], atol=1e-9)
             assert_f32(record["center_2d"], want["center_2d"], "center_2d")
             assert_f32(record["depth"], want["depth"], "depth")
+
+
+STREAMPETR_KEYS = ["lidar_path", "token", "prev", "next", "sweeps", "frame_idx", "cams", "scene_token",
+                   "lidar2ego_translation", "lidar2ego_rotation", "ego2global_translation", "ego2global_rotation",
+                   "timestamp"]
+
+
+def assert_streampetr_info(nusc, info: dict, bevformer: dict, mmdet3d: dict) -> None:
+    """A StreamPETR info: BEVFormer's sample keys and frame_idx, rc6's gt_* keys, the per-camera lists."""
+    camera_keys = ["bboxes2d", "bboxes3d_cams", "labels2d", "centers2d", "depths", "bboxes_ignore", "visibilities"]
+    annotated = "gt_boxes" in bevformer
+    assert list(info) == STREAMPETR_KEYS + (RC6_KEYS[9:] + camera_keys if annotated else [])
+    for key in STREAMPETR_KEYS:
+        if key not in ("sweeps", "cams"):
+            assert info[key] == bevformer[key], key
+    if not annotated:
+        return
+    for key in RC6_KEYS[9:]:
+        np.testing.assert_array_equal(info[key], mmdet3d[key])
+    sample = nusc.get("sample", info["token"])
+    for c, channel in enumerate(["CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT",
+                                 "CAM_BACK_RIGHT"]):
+        expected = streampetr_camera(nusc, sample["data"][channel])
+        for key in camera_keys[:-1]:
+            actual = info[key][c]
+            assert actual.dtype == expected[key].dtype and actual.shape == expected[key].shape, (key, channel)
+            tolerance = 2e-4 if key in ("bboxes2d", "centers2d") else 1e-5
+            np.testing.assert_allclose(actual, expected[key], atol=tolerance, rtol=1e-6, err_msg=key)
+        assert info["visibilities"][c] == expected["visibilities"]

@@ -22,9 +22,10 @@ from occprep.show import drawable
 from occprep.synth import synthesize
 from occprep.targets import identify
 
-ALL = "bevformer,mmdet3d,mmdet3d-v2,bevdet"
+ALL = "bevformer,mmdet3d,mmdet3d-v2,bevdet,streampetr"
 FILES = {"bevformer": "nuscenes_infos_temporal_{split}.pkl", "mmdet3d": "mmdet3d/nuscenes_infos_{split}.pkl",
-         "mmdet3d-v2": "mmdet3d-v2/nuscenes_infos_{split}.pkl", "bevdet": "bevdetv2-nuscenes_infos_{split}.pkl"}
+         "mmdet3d-v2": "mmdet3d-v2/nuscenes_infos_{split}.pkl", "bevdet": "bevdetv2-nuscenes_infos_{split}.pkl",
+         "streampetr": "nuscenes2d_temporal_infos_{split}.pkl"}
 """Where one create-infos run with every target puts each split (mmdet3d's two generations share names)."""
 
 
@@ -80,6 +81,17 @@ def test_bevdet_matches_the_devkit(made):
             target_oracle.assert_bevdet_info(nusc, info, expected, "./data/nuscenes")
             assert [cam["data_path"] for cam in info["cams"].values()] == [
                 cam["data_path"] for cam in expected["cams"].values()]
+
+
+def test_streampetr_matches_the_devkit(made):
+    nusc = made[1]
+    for split in splits_with_samples(made):
+        streampetr = output(made, "streampetr", split)
+        bevformer, mmdet3d = output(made, "bevformer", split)["infos"], output(made, "mmdet3d", split)["infos"]
+        assert streampetr["metadata"] == {"version": "v1.0-mini"}
+        for info, reference, rc6 in zip(streampetr["infos"], bevformer, mmdet3d, strict=True):
+            target_oracle.assert_streampetr_info(nusc, info, reference, rc6)
+            assert (info["sweeps"] == []) == (info["frame_idx"] == 0)  # its loader starts a sequence there
 
 
 def test_mmdet3d_v2_matches_the_devkit(made):
@@ -244,14 +256,20 @@ def test_convert_default_output_name_and_a_mislabelled_pickle(made, tmp_path, mo
 
 def test_inspect_names_the_target_and_measures_the_boxes(made, tmp_path):
     split = splits_with_samples(made)[0]
-    for target, convention in (("bevformer", "legacy"), ("mmdet3d", "rc"), ("mmdet3d-v2", "rc"), ("bevdet", "rc")):
+    for target, convention in (("bevformer", "legacy"), ("mmdet3d", "rc"), ("mmdet3d-v2", "rc"), ("bevdet", "rc"),
+                               ("streampetr", "rc")):
         report = inspect_pickle(made[2] / FILES[target].format(split=split))
         assert (report.target, report.box_convention, report.warnings) == (target, convention, [])
         assert report.long_first_share == (0.0 if convention == "legacy" else 1.0)
-        fits = {fit.name for fit in report.consumers if not fit.wrong_boxes and not fit.wrong_generation}
-        assert fits == {"bevformer": {"BEVFormer", "OccNet", "Occ3D-baseline"}, "mmdet3d": {
-            "BEVDet/FlashOcc", "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)"}, "mmdet3d-v2": {"mmdet3d-1.x"},
-            "bevdet": {"BEVDet/FlashOcc", "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)"}}[target]
+        compatible = {fit.name for fit in report.consumers if not fit.wrong_boxes and not fit.wrong_generation}
+        rc_legacy = {"BEVDet/FlashOcc", "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)", "StreamPETR"}
+        assert compatible == {"bevformer": {"BEVFormer", "OccNet", "Occ3D-baseline"}, "mmdet3d": rc_legacy,
+                              "mmdet3d-v2": {"mmdet3d-1.x"}, "bevdet": rc_legacy, "streampetr": rc_legacy}[target]
+        fitting = {fit.name for fit in report.consumers if fit.ok}
+        assert fitting == {"bevformer": {"BEVFormer"}, "mmdet3d": {"mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)"},
+                           "mmdet3d-v2": {"mmdet3d-1.x"}, "bevdet": {"BEVDet/FlashOcc",
+                                                                  "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)"},
+                           "streampetr": {"StreamPETR", "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)"}}[target]
     # the reference upgrade script's fault: a data_list pickle with the legacy boxes copied in
     v2 = output(made, "mmdet3d-v2", split)
     for entry, info in zip(v2["data_list"], output(made, "bevformer", split)["infos"]):

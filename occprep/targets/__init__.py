@@ -113,9 +113,9 @@ class Target:
 
 def targets() -> Dict[str, Target]:
     """Every target by name (imported here: the target modules import this one)."""
-    from occprep.targets import bevdet, bevformer, mmdet3d, mmdet3d_v2
+    from occprep.targets import bevdet, bevformer, mmdet3d, mmdet3d_v2, streampetr
 
-    return {t.name: t for t in (bevformer.TARGET, mmdet3d.TARGET, mmdet3d_v2.TARGET, bevdet.TARGET)}
+    return {t.name: t for t in (bevformer.TARGET, mmdet3d.TARGET, mmdet3d_v2.TARGET, bevdet.TARGET, streampetr.TARGET)}
 
 
 def parse_targets(text: str) -> List[Target]:
@@ -148,8 +148,10 @@ def identify(data: object, file_name: str = "") -> Optional[Target]:
         return None
     first = next((info for info in data["infos"] if isinstance(info, dict)), None)
     if first is not None:
-        if "can_bus" in first or "prev" in first:
+        if "can_bus" in first or "scene_name" in first and "prev" in first:
             return known["bevformer"]
+        if "prev" in first or "bboxes2d" in first:
+            return known["streampetr"]
         if "ann_infos" in first or "occ_path" in first:
             return known["bevdet"]
         return known["mmdet3d"] if "lidar_path" in first else None

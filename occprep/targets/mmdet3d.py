@@ -16,12 +16,18 @@ KEYS = ("lidar_path", "token", "sweeps", "cams", "lidar2ego_translation", "lidar
         "ego2global_translation", "ego2global_rotation", "timestamp", *GT_KEYS)
 
 
-def info(neutral: dict, annotations: bool) -> dict:
+def annotations(neutral: dict) -> dict:
+    """The gt_* keys of one neutral info with rc boxes."""
+    gt = {key: neutral[key] for key in GT_KEYS}
+    gt["gt_boxes"] = boxes.convert(neutral["gt_boxes"], "legacy", "rc")
+    return gt
+
+
+def info(neutral: dict, annotated: bool) -> dict:
     """The rc6 info of one neutral info (test sets: the first 9 keys only)."""
     info = {key: neutral[key] for key in KEYS[:9]}
-    if annotations:
-        info.update({key: neutral[key] for key in GT_KEYS})
-        info["gt_boxes"] = boxes.convert(neutral["gt_boxes"], "legacy", "rc")
+    if annotated:
+        info.update(annotations(neutral))
     return info
 
 

@@ -25,7 +25,7 @@ from occprep.infos import InfoParts
 from occprep.errors import OccprepError
 from occprep.names import unknown_names
 from occprep.infos import GT_KEYS
-from occprep.projection import CameraBoxes, camera_boxes
+from occprep.projection import camera_boxes, project_centres
 from occprep.se3 import SE3
 from occprep.targets import Build, BuildOptions, Target
 
@@ -51,7 +51,7 @@ class _CameraValues:
         attribute = {name: i for i, name in enumerate(attributes)}
         attribute_ids = np.array([attribute[name] for name in scan.annotations.attribute], dtype=np.int64)
         seen = camera_boxes(scan)
-        center_2d, depth = self._project(scan, seen)
+        center_2d, depth = project_centres(scan, seen, self.dtype)
         kept = np.flatnonzero((labels[seen.box] >= 0) & (depth > 0))
         box = seen.box[kept]
         length, width, height = (scan.annotations.size[box][:, i] for i in (1, 0, 2))
@@ -63,17 +63,6 @@ class _CameraValues:
         self.velocity = seen.velocity[kept][:, [0, 2]]
         self.center_2d, self.depth = center_2d[kept], depth[kept]
         self.offsets = np.searchsorted(seen.sample[kept], np.arange(len(scan.keyframes.token) + 1))
-
-    def _project(self, scan, seen: CameraBoxes):
-        """(P, 2) image position and (P,) depth of every seen box centre, computed in the output dtype as
-        mmdet3d's `points_cam2img` does (a float32 torch product in the reference)."""
-        readings = scan.keyframes.cameras[seen.sample, seen.camera]
-        intrinsics = np.zeros((len(readings), 4, 4), dtype=self.dtype)
-        intrinsics[:, :3, :3] = [scan.intrinsics[c] for c in scan.readings.calibration[readings].tolist()]
-        intrinsics[:, 3, 3] = 1
-        points = np.concatenate([seen.centre, np.ones((len(readings), 1))], axis=1).astype(self.dtype)
-        projected = np.einsum("pij,pj->pi", intrinsics, points)
-        return projected[:, :2] / projected[:, 2:3], projected[:, 2]
 
 
 def _dtype(options: BuildOptions) -> type:
