@@ -25,7 +25,7 @@ from occprep.pickles import load_pickle, write_pickle
 from occprep.records import CanBus
 from occprep.reporting import Reporter
 from occprep.splits import SplitPlan
-from occprep.targets import Build, BuildOptions, Target, identify, parse_targets
+from occprep.targets import Build, BuildOptions, Target, identify, parse_targets, targets
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def read_source(path: Path) -> Tuple[object, Target]:
     data = load_pickle(path)
     source = identify(data, Path(path).name)
     if source is None:
-        raise OccprepError(f"{path}: not an info pickle of any target (bevformer, mmdet3d, mmdet3d-v2, bevdet); "
+        raise OccprepError(f"{path}: not an info pickle of any target ({', '.join(targets())}); "
                            "`occprep inspect` says what it holds")
     return data, source
 

@@ -21,7 +21,7 @@ from occprep.errors import OccprepError
 from occprep.fileio import read_json
 from occprep.pickles import load_pickle
 from occprep.se3 import SE3
-from occprep.targets import identify
+from occprep.targets import identify, targets
 
 OCC_KEYS = ("occ_gt_path", "flow_gt_path", "occ_invalid_path", "occ_path")
 """Info keys naming occupancy/flow ground truth (OpenOcc v1, Occ3D, BEVDet/FlashOcc)."""
@@ -164,7 +164,7 @@ def _warnings(target, file_name: str, measured: Optional[str], infos: list) -> L
     another target, BEVDet ann_infos outside its ego frame."""
     warnings = []
     if target is None:
-        return ["the structure and keys match no target (bevformer, mmdet3d, mmdet3d-v2, bevdet)"]
+        return [f"the structure and keys match no target ({', '.join(targets())})"]
     if measured is not None and measured != target.box_convention:
         warnings.append(f"the structure is {target.name}'s ({target.box_convention} boxes), but the boxes are in the "
                         f"{measured} convention: a {target.name} consumer would train on wrong boxes; regenerate it "
