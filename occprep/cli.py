@@ -334,25 +334,44 @@ def demo_command(reporter: Reporter, out: Path) -> None:
     reporter.finish(*demo(out, reporter))
 
 
+def _close_progress_bars() -> None:
+    """Clear progress bars an error interrupted, so that the message starts its own line."""
+    from tqdm import tqdm
+
+    bars = list(tqdm._instances)
+    for bar in bars:
+        bar.close()
+    if bars and not sys.stderr.isatty():
+        sys.stderr.write("\n")  # a log gets the message on a line of its own
+
+
 def main() -> None:
     """Console entry point: one-line errors and a non-zero exit code; tracebacks only with --debug."""
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
+        _close_progress_bars()
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        command = f"occprep {exc.ctx.info_name} --help" if exc.ctx and exc.ctx.parent else "occprep --help"
+        click.echo(f"error: {exc.format_message()} (see `{command}`)", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except OccprepError as exc:
+        _close_progress_bars()
         if _debug:
             traceback.print_exc()
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
+        _close_progress_bars()
         click.echo("interrupted: nothing was written over existing outputs", err=True)
         sys.exit(130)
     except Exception as exc:
+        _close_progress_bars()
         if _debug:
             raise
         click.echo(f"internal error: {type(exc).__name__}: {exc} (a bug in occprep; rerun with --debug "

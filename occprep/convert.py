@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from occprep import boxes
 from occprep.canbus import read_can_bus
@@ -25,7 +25,8 @@ from occprep.pickles import load_pickle, write_pickle
 from occprep.records import CanBus
 from occprep.reporting import Reporter
 from occprep.splits import SplitPlan
-from occprep.targets import Build, BuildOptions, Target, identify, parse_targets, targets
+from occprep.targets import (OCCUPANCY_KEYS, Build, BuildOptions, Target, identify, merged_suffix, parse_targets,
+                             targets)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ def output_path(request: ConvertRequest, source: Target, target: Target) -> Path
         parsed = source.parse_file_name(source_path.name)
         if parsed is None:
             raise OccprepError(f"{source_path}: its name does not follow {source.file_pattern}; pass --out FILE")
-        out = source_path.parent / target.file_name(*parsed)
+        suffix = merged_suffix(source_path.name)[1]
+        out = source_path.parent / target.file_name(*parsed).replace(".pkl", f"{suffix}.pkl")
         if out.resolve() == source_path.resolve():
             out = source_path.parent / target.name / out.name
     if Path(out).resolve() == source_path.resolve():
@@ -91,8 +93,9 @@ def _missing(neutral: List[dict], target: Target, annotations: bool, max_sweeps:
 
 
 def _from_tables(request: ConvertRequest, target: Target, version: str, tokens: List[str], annotations: bool,
-                 need_can_bus: bool, reporter: Reporter) -> List[dict]:
-    """Neutral infos of `tokens` (in that order) built from the tables of `version`."""
+                 need_can_bus: bool, reporter: Reporter) -> Tuple[List[dict], Dict[str, str]]:
+    """Neutral infos of `tokens` (in that order) built from the tables of `version`, and the scenes
+    whose `can_bus` are zeros (when it was read) with the reason."""
     root = check_root_path(request.root_path, version_flag=False)
     if not (root / version).is_dir():
         raise OccprepError(f"--root-path {request.root_path}: no {version}/ folder (the input's version); pass the "
@@ -116,8 +119,10 @@ def _from_tables(request: ConvertRequest, target: Target, version: str, tokens: 
     result = infos_from_scan(scanned, can_bus, config, request.root_path, plan, version, options, reporter,
                              annotations=annotations)
     row = {token: s for s, token in enumerate(scanned.keyframes.token)}
-    return target.neutral_infos(result.parts, [row[t] for t in tokens], annotations,
-                                options.build_options(request.root_path))
+    rows = [row[t] for t in tokens]
+    used = {scanned.scenes.name[i] for i in scanned.keyframes.scene[rows].tolist()}
+    no_can_bus = {name: why for name, why in result.no_can_bus.items() if name in used} if need_can_bus else {}
+    return target.neutral_infos(result.parts, rows, annotations, options.build_options(request.root_path)), no_can_bus
 
 
 def convert(request: ConvertRequest, reporter: Reporter) -> Tuple[dict, List[str]]:
@@ -143,9 +148,10 @@ def convert(request: ConvertRequest, reporter: Reporter) -> Tuple[dict, List[str
         flags = "--root-path (the dataset root with the tables)" + (" and --canbus" if "can_bus" in missing else "")
         raise OccprepError(f"{request.source}: a {source.name} pickle lacks {', '.join(missing)} for {target.name}; "
                            f"pass {flags} to fill them from the tables")
+    no_can_bus: Dict[str, str] = {}
     if missing:
-        tables = _from_tables(request, target, version, [info["token"] for info in neutral], annotations,
-                              "can_bus" in missing, reporter)
+        tables, no_can_bus = _from_tables(request, target, version, [info["token"] for info in neutral], annotations,
+                                          "can_bus" in missing, reporter)
         for info, filled in zip(neutral, tables):
             info.update({key: filled[key] for key in missing})
     for info in neutral:
@@ -153,11 +159,35 @@ def convert(request: ConvertRequest, reporter: Reporter) -> Tuple[dict, List[str
     split = (source.parse_file_name(Path(request.source).name) or ("", "all"))[1]
     built = target.assemble(neutral, Build(version, split, annotations, dataset_config(request.config_name)),
                             build_options)
+    carried = carry_over(data, source, built, merged_suffix(Path(request.source).name)[1] != "")
     with atomic_write(out) as handle:
         write_pickle(built, handle)
-    filled = f"; from the tables: {', '.join(missing)}" if missing else ""
+    lines = [f"{request.source} ({source.name}, {len(neutral)} infos, {version}) -> {out} ({target.name}, "
+             f"{target.box_convention} boxes)"]
+    lines += [f"  from the tables: {', '.join(missing)}"] if missing else []
+    lines += [f"  carried over as they were: {', '.join(carried)}"] if carried else []
+    lines += [f"  {len(no_can_bus)} scene(s) without CAN bus (zeros):", *(f"    {name}: {why}" for name, why in
+                                                                          no_can_bus.items())] if no_can_bus else []
     summary = {"source": str(request.source), "source_target": source.name, "target": target.name, "out": str(out),
-               "infos": len(neutral), "version": version, "filled_from_tables": missing}
-    return summary, [f"{request.source} ({source.name}, {len(neutral)} infos, {version}) -> {out} ({target.name}, "
-                     f"{target.box_convention} boxes){filled}"]
+               "infos": len(neutral), "version": version, "filled_from_tables": missing, "carried_over": carried,
+               "scenes_without_can_bus": no_can_bus}
+    return summary, lines
+
+
+def records(data: object) -> List[dict]:
+    """The per-sample records of a loaded pickle of any target."""
+    return data["data_list"] if "data_list" in data else data["infos"]
+
+
+def carry_over(data: object, source: Target, built: object, merged: bool) -> List[str]:
+    """Copy onto the built records the keys the source's records have beyond its own format (what
+    `merge-occ` or another tool added; for a merged file also the occupancy keys of its own format),
+    values as they are; returns those keys."""
+    carried: List[str] = []
+    for record, out in zip(records(data), records(built)):
+        for key in record:
+            if key not in source.writes or merged and key in OCCUPANCY_KEYS:
+                out[key] = record[key]
+                carried.append(key)
+    return list(dict.fromkeys(carried))
 

@@ -47,8 +47,14 @@ class Staging:
     def write(self, path: Path, mode: str = "wb") -> Iterator[IO]:
         """Open a temporary file for `path`; once the block succeeds it waits for the commit."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        if path.is_dir():
+            raise OccprepError(f"{path}: is a folder; give the file name to write, or remove the folder")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as exc:
+            raise OccprepError(f"{path}: cannot write there ({exc.strerror}); a part of the path may be a file, "
+                               "or not writable") from None
         try:
             with os.fdopen(fd, mode) as handle:
                 yield handle
@@ -67,12 +73,21 @@ class Staging:
     def __exit__(self, kind, value, traceback) -> None:
         pending, self._pending = self._pending, []
         if kind is None:
-            for tmp, path in pending:
-                os.replace(tmp, path)
+            for done, (tmp, path) in enumerate(pending):
+                try:
+                    os.replace(tmp, path)
+                except OSError as exc:
+                    _remove([tmp for tmp, _ in pending[done:]])
+                    renamed = f" ({done} other output(s) were already renamed into place)" if done else ""
+                    raise OccprepError(f"{path}: cannot replace it ({exc.strerror}){renamed}") from None
             return
-        for tmp, _ in pending:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        _remove([tmp for tmp, _ in pending])
+
+
+def _remove(paths: List[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 @contextlib.contextmanager

@@ -19,12 +19,11 @@ from occprep import boxes
 from occprep.config import config_dir
 from occprep.errors import OccprepError
 from occprep.fileio import read_json
+from occprep.infos import GT_KEYS
 from occprep.pickles import load_pickle
 from occprep.se3 import SE3
-from occprep.targets import identify, targets
+from occprep.targets import OCCUPANCY_KEYS, identify, targets
 
-OCC_KEYS = ("occ_gt_path", "flow_gt_path", "occ_invalid_path", "occ_path")
-"""Info keys naming occupancy/flow ground truth (OpenOcc v1, Occ3D, BEVDet/FlashOcc)."""
 
 LEGACY = "legacy (infos/metadata, mmdet3d < 1.0)"
 V1X = "mmdet3d 1.x (data_list/metainfo)"
@@ -102,11 +101,11 @@ class InfoReport(msgspec.Struct):
     consumers: List[ConsumerFit]
     classes: Dict[str, int]
     """Class name -> number of boxes (gt_names, or the 1.x instance labels)."""
-    zero_can_bus: int
-    """Infos whose can_bus is missing or all zeros."""
+    zero_can_bus: Optional[int]
+    """Infos whose can_bus is missing or all zeros (None: no info has can_bus; the format has none)."""
     zero_can_bus_scenes: List[str]
     without_occupancy: int
-    """Infos with none of OCC_KEYS."""
+    """Infos with none of OCCUPANCY_KEYS."""
     paths: List[PathRoot]
     paths_checked: str
     """'all' or 'sample of N per key'."""
@@ -127,14 +126,17 @@ def inspect_pickle(path: Path, all_paths: bool = False, sample_size: int = 200,
     """Load `path` safely and describe it; `all_paths` checks every path instead of a sample."""
     data = load_pickle(path)
     generation, infos, version = unwrap_infos(path, data)
+    own_keys = Counter(k for info in infos for k in info)
     if generation == V1X:
         infos = [_flatten_v1x(info, data.get("metainfo", {})) for info in infos]
     keys = Counter(k for info in infos for k in info)
+    if version and "test" in version and not any(keys[k] for k in GT_KEYS):
+        keys.update({k: len(infos) for k in GT_KEYS})  # a test set has no annotations to miss
     cams = [cam for info in infos for cam in _cams(info).values()]
     cam_keys = Counter(k for cam in cams for k in cam)
     scene_counts = Counter(info["scene_token"] for info in infos if "scene_token" in info)
     per_scene = list(scene_counts.values())
-    zero = [info for info in infos if not _has_can_bus(info)]
+    zero = [info for info in infos if not _has_can_bus(info)] if keys["can_bus"] else []
     target = identify(data, Path(path).name)
     measured = boxes.of_infos(infos)
     return InfoReport(
@@ -142,14 +144,14 @@ def inspect_pickle(path: Path, all_paths: bool = False, sample_size: int = 200,
         scenes=len(scene_counts) if scene_counts else None,
         samples_per_scene=({"min": min(per_scene), "max": max(per_scene),
                             "mean": round(float(np.mean(per_scene)), 2)} if per_scene else {}),
-        keys=dict(sorted(keys.items())), cam_keys=dict(sorted(cam_keys.items())),
+        keys=dict(sorted(own_keys.items())), cam_keys=dict(sorted(cam_keys.items())),
         consumers=[_fit(c, generation, infos, keys, cam_keys, len(cams), boxes.measure(*measured))
                    for c in (consumer_list or consumers())],
         classes=dict(sorted(Counter(str(n) for info in infos for n in info.get("gt_names", ())).items(),
                             key=lambda kv: (-kv[1], kv[0]))),
-        zero_can_bus=len(zero),
+        zero_can_bus=len(zero) if keys["can_bus"] else None,
         zero_can_bus_scenes=sorted({str(i.get("scene_name", i.get("scene_token", "?"))) for i in zero}),
-        without_occupancy=sum(not any(k in info for k in OCC_KEYS) for info in infos),
+        without_occupancy=sum(not any(k in info for k in OCCUPANCY_KEYS) for info in infos),
         paths=_path_roots(infos, None if all_paths else sample_size, path),
         paths_checked="all" if all_paths else f"sample of up to {sample_size} per key",
         target=target.name if target else None,
@@ -239,7 +241,7 @@ def _fit(consumer: Consumer, generation: str, infos: list, keys: Counter, cam_ke
     return ConsumerFit(
         name=consumer.name,
         missing_info_keys=tuple(k for k in consumer.info_keys if keys[k] < len(infos)),
-        missing_cam_keys=tuple(k for k in consumer.cam_keys if cam_keys[k] < n_cams or not n_cams),
+        missing_cam_keys=tuple(k for k in consumer.cam_keys if infos and (cam_keys[k] < n_cams or not n_cams)),
         wrong_generation=(consumer.reads == "legacy") != (generation == LEGACY),
         wrong_boxes=measured is not None and measured != consumer.boxes,
     )
@@ -249,7 +251,7 @@ def _paths_by_key(infos: list) -> Dict[str, List[str]]:
     """Path strings per key family: lidar_path, cams.data_path, sweeps.data_path and the occupancy keys."""
     paths: Dict[str, List[str]] = {}
     for info in infos:
-        for key in ("lidar_path",) + OCC_KEYS:
+        for key in ("lidar_path",) + OCCUPANCY_KEYS:
             if isinstance(info.get(key), str):
                 paths.setdefault(key, []).append(info[key])
         for cam in _cams(info).values():
@@ -293,7 +295,7 @@ def render_report(report: InfoReport) -> List[str]:
     lines = [f"{report.path}",
              f"  format      {report.generation}",
              f"  target      {report.target or '(none)'}"
-             + ("" if report.file_name_matches or report.target is None else " (file name of another target)"),
+             + ("" if report.file_name_matches or report.target is None else " (not the file name it writes)"),
              f"  boxes       {report.box_convention or 'convention not measurable'}"
              + (f" ({report.long_first_share:.0%} of car-like boxes list the larger size first)"
                 if report.long_first_share is not None else ""),
@@ -321,11 +323,14 @@ def render_report(report: InfoReport) -> List[str]:
         lines.append("  classes     " + ", ".join(f"{k} {n:,}" for k, n in report.classes.items()))
     else:
         lines.append("  classes     (no boxes)")
-    lines.append(f"  can_bus     {report.zero_can_bus:,} sample(s) with zero or no CAN bus"
-                 + (f": {', '.join(report.zero_can_bus_scenes[:10])}"
-                    + (" ..." if len(report.zero_can_bus_scenes) > 10 else "") if report.zero_can_bus else ""))
+    if report.zero_can_bus is None:
+        lines.append("  can_bus     none (this format has no can_bus)")
+    else:
+        lines.append(f"  can_bus     {report.zero_can_bus:,} sample(s) with zero or no CAN bus"
+                     + (f": {', '.join(report.zero_can_bus_scenes[:10])}"
+                        + (" ..." if len(report.zero_can_bus_scenes) > 10 else "") if report.zero_can_bus else ""))
     lines.append(f"  occupancy   {report.without_occupancy:,} sample(s) without occupancy paths "
-                 f"({', '.join(OCC_KEYS)})")
+                 f"({', '.join(OCCUPANCY_KEYS)})")
     lines.append(f"  paths       (exist from {os.getcwd()}; {report.paths_checked})")
     for root in report.paths:
         lines.append(f"    {root.key:<18} {root.count:>8,} under {root.root or '(no common prefix)'}: "

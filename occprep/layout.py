@@ -56,16 +56,18 @@ class PathFix:
 
 
 def parent(given: str) -> str:
-    """The typed path's parent, spelled like it ('data/nuscenes/v1.0-mini' -> 'data/nuscenes')."""
-    path = Path(given)
-    if path.name in ("", ".", ".."):
+    """The typed path's parent, spelled like it, a leading './' kept (it is part of every path an info
+    holds): 'data/nuscenes/v1.0-mini' -> 'data/nuscenes', './data/nuscenes/maps/' -> './data/nuscenes'."""
+    stripped = given.rstrip("/") or "/"
+    if Path(stripped).name in ("", ".", ".."):
         return os.path.dirname(os.path.abspath(given))
-    return str(path.parent)
+    return os.path.dirname(stripped) or "."
 
 
 def child(given: str, name: str) -> str:
-    """`name` inside the typed path, spelled like it ('.' + 'data' -> 'data')."""
-    return str(Path(given) / name)
+    """`name` inside the typed path, spelled like it ('.' + 'data' -> 'data', './data' + 'nuscenes' ->
+    './data/nuscenes')."""
+    return name if given.rstrip("/") in ("", ".") else os.path.join(given.rstrip("/"), name)
 
 
 def _dirs(folder: Path, preferred: Iterable[str] = ()) -> List[Path]:
@@ -103,6 +105,9 @@ def fix_root_path(given: str) -> Optional[PathFix]:
     up = Path(parent(given))
     if up != root and version_folders(up):
         return PathFix(flag, given, parent(given), f"inside the dataset root ({up} holds {', '.join(version_folders(up))})")
+    beside = [sub for sub in _dirs(up, preferred=("nuscenes",)) if sub != root and version_folders(sub)]
+    if _has_poses(root) and beside:
+        return PathFix(flag, given, child(parent(given), beside[0].name), "the CAN bus folder, not the dataset root")
     return None
 
 

@@ -41,11 +41,10 @@ from occprep.occupancy import (
 )
 from occprep.pickles import dumps, load_pickle
 from occprep.reporting import Reporter
-from occprep.targets import identify, parse_targets, targets
+from occprep.targets import MERGED_SUFFIXES, identify, parse_targets, targets
 
 SPLITS = ("train", "val", "test")
 PATH_STYLES = ("as-is", "relative", "absolute")
-OUTPUT_SUFFIX = {"openocc-v1": "occ_gt", "occ3d": "occ3d"}
 SHOW = 5
 """How many tokens/problems an error message lists."""
 
@@ -142,7 +141,7 @@ def output_path(options: MergeOptions, split: str) -> Path:
     """The input's name with `_occ_gt` (OpenOcc v1; the reference's `{tag}_infos_temporal_{split}_occ_gt.pkl`
     for BEVFormer infos) or `_occ3d` before `.pkl`, in the out dir (default: the occ root)."""
     out_dir = Path(options.out_dir if options.out_dir is not None else options.occ_root)
-    return out_dir / f"{infos_path(options, split).stem}_{OUTPUT_SUFFIX[options.format]}.pkl"
+    return out_dir / f"{infos_path(options, split).stem}{MERGED_SUFFIXES[options.format]}.pkl"
 
 
 def records_key(data: object) -> str:

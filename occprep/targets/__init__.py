@@ -20,6 +20,20 @@ from occprep.infos import GT_KEYS, InfoParts
 from occprep.names import check_names
 
 
+MERGED_SUFFIXES = {"openocc-v1": "_occ_gt", "occ3d": "_occ3d"}
+"""Occupancy format -> what `merge-occ` appends to an infos file's stem."""
+OCCUPANCY_KEYS = ("occ_gt_path", "flow_gt_path", "occ_invalid_path", "occ_path")
+"""Info keys naming occupancy/flow ground truth (OpenOcc v1, Occ3D, BEVDet/FlashOcc)."""
+
+
+def merged_suffix(name: str) -> Tuple[str, str]:
+    """(file name without a `merge-occ` suffix, the suffix): 'x_val_occ3d.pkl' -> ('x_val.pkl', '_occ3d')."""
+    for suffix in MERGED_SUFFIXES.values():
+        if name.endswith(f"{suffix}.pkl"):
+            return name[: -len(f"{suffix}.pkl")] + ".pkl", suffix
+    return name, ""
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     """What the command line sets for every target; `None` means "the target's reference default"."""
@@ -63,6 +77,8 @@ class Target:
     """Neutral infos -> the pickled object of one split."""
     neutral: Callable[[object], List[dict]]
     """Its pickled object -> neutral infos (as far as it holds them; boxes in the legacy convention)."""
+    writes: Tuple[str, ...]
+    """Every key its infos (`data_list` entries) may have, in order; others were added to them later."""
     extras: Dict[str, Extra] = field(default_factory=dict)
     max_sweeps: int = 10
     """The reference's LiDAR sweeps per info (when `--max-sweeps` is not given)."""
@@ -74,10 +90,10 @@ class Target:
         return self.file_pattern.format(tag=tag, split=split)
 
     def parse_file_name(self, name: str) -> Optional[Tuple[str, str]]:
-        """(tag, split) of a file name of this target, or None."""
+        """(tag, split) of a file name of this target (or of its `merge-occ` output), or None."""
         pattern = re.escape(self.file_pattern).replace(r"\{tag\}", "(?P<tag>.+?)").replace(r"\{split\}",
                                                                                            "(?P<split>[^_]+)")
-        match = re.fullmatch(pattern, name)
+        match = re.fullmatch(pattern, merged_suffix(name)[0])
         return (match["tag"], match["split"]) if match else None
 
     def sweeps(self, options: BuildOptions) -> int:
@@ -134,8 +150,8 @@ def legacy_pickle(infos: List[dict], build: Build) -> dict:
 
 
 def legacy_infos(data: object) -> List[dict]:
-    """The `infos` list of a `{'infos': [...], 'metadata': ...}` pickle."""
-    return list(data["infos"])
+    """Copies of the infos of a `{'infos': [...], 'metadata': ...}` pickle (callers may add keys)."""
+    return [dict(info) for info in data["infos"]]
 
 
 def identify(data: object, file_name: str = "") -> Optional[Target]:

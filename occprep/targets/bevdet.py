@@ -79,6 +79,7 @@ TARGET = Target(
     readers="BEVDet, FlashOcc and the occupancy projects on its script (FB-BEV, RenderOcc, COTR, ...)",
     box_convention="rc",
     needs=(*mmdet3d.KEYS, "ann_infos", "scene_token", "scene_name"),
+    writes=(*mmdet3d.KEYS, "ann_infos", "scene_token", "scene_name", "occ_path"),
     assemble=assemble,
     neutral=mmdet3d.neutral,
     extras={"ann_infos": ann_infos},

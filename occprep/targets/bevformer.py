@@ -23,6 +23,7 @@ TARGET = Target(
     readers="BEVFormer, OccNet, the Occ3D challenge baseline, SurroundOcc",
     box_convention="legacy",
     needs=NEUTRAL_KEYS,
+    writes=NEUTRAL_KEYS,
     assemble=assemble,
     neutral=legacy_infos,
 )

@@ -48,6 +48,7 @@ TARGET = Target(
     readers="mmdetection3d 1.0.x; the base pickle of StreamPETR, SparseBEV/SparseOcc, Sparse4D, PETR",
     box_convention="rc",
     needs=KEYS,
+    writes=KEYS,
     assemble=assemble,
     neutral=neutral,
 )

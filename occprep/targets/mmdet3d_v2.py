@@ -191,6 +191,8 @@ TARGET = Target(
     box_convention="rc",
     needs=("lidar_path", "token", "sweeps", "cams", "lidar2ego_translation", "lidar2ego_rotation",
            "ego2global_translation", "ego2global_rotation", "timestamp", *GT_KEYS, "cam_instances"),
+    writes=("sample_idx", "token", "timestamp", "ego2global", "images", "lidar_points", "lidar_sweeps", "instances",
+            "cam_instances"),
     assemble=assemble,
     neutral=neutral,
     extras={"cam_instances": cam_instances},

@@ -111,6 +111,7 @@ TARGET = Target(
     readers="StreamPETR and the projects on its script (MV2DFusion, RCTrans, MDHA, SuperOcc, ...)",
     box_convention="rc",
     needs=(*KEYS, "cameras_2d"),
+    writes=(*KEYS, *CAMERA_KEYS),
     assemble=assemble,
     neutral=neutral,
     extras={"cameras_2d": cameras_2d},
