@@ -21,7 +21,8 @@ from occprep.create import CreateOptions, check_root_path, infos_from_scan, reso
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write
 from occprep.names import check_names
-from occprep.pickles import load_pickle, write_pickle
+from occprep.merge import load_infos
+from occprep.pickles import write_pickle
 from occprep.records import CanBus
 from occprep.reporting import Reporter
 from occprep.splits import SplitPlan
@@ -47,7 +48,7 @@ class ConvertRequest:
 
 def read_source(path: Path) -> Tuple[object, Target]:
     """The loaded pickle and the target it is; an error when it is no target's."""
-    data = load_pickle(path)
+    data = load_infos(Path(path))
     source = identify(data, Path(path).name)
     if source is None:
         raise OccprepError(f"{path}: not an info pickle of any target ({', '.join(targets())}); "

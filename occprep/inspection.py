@@ -201,11 +201,16 @@ def bevdet_boxes_in_lidar_frame(infos: list) -> bool:
 
 
 def unwrap_infos(path: Path, data: object) -> Tuple[str, list, Optional[str]]:
-    """(generation, list of infos, version) of a loaded info pickle (LEGACY or V1X)."""
-    if isinstance(data, dict) and isinstance(data.get("infos"), list):
-        return LEGACY, data["infos"], (data.get("metadata") or {}).get("version")
-    if isinstance(data, dict) and isinstance(data.get("data_list"), list):
-        return V1X, data["data_list"], (data.get("metainfo") or {}).get("version")
+    """(generation, list of infos, version) of a loaded info pickle (LEGACY or V1X); an error when it is
+    not one (records that are not dicts included)."""
+    for generation, key, meta in ((LEGACY, "infos", "metadata"), (V1X, "data_list", "metainfo")):
+        if isinstance(data, dict) and isinstance(data.get(key), list):
+            bad = next((i for i, record in enumerate(data[key]) if not isinstance(record, dict)), None)
+            if bad is not None:
+                raise OccprepError(f"{path}: {key}[{bad}] is a {type(data[key][bad]).__name__}, not a dict; "
+                                   "not an info pickle")
+            meta_value = data.get(meta)
+            return generation, data[key], meta_value.get("version") if isinstance(meta_value, dict) else None
     shape = f"a dict with keys {sorted(map(str, data))[:8]}" if isinstance(data, dict) else type(data).__name__
     raise OccprepError(f"{path}: not an info pickle (expected a dict with 'infos' or 'data_list', found {shape})")
 

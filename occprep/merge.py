@@ -18,6 +18,7 @@ where `PathLocator` found them.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from occprep.config import occupancy_format
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write
 from occprep.layout import fix_occ_root
-from occprep.names import closest
+from occprep.names import closest, describe_unknown
 from occprep.occupancy import (
     FORMATS,
     LAYOUTS,
@@ -123,12 +124,13 @@ class MergeResult:
 
 
 def parse_splits(text: str) -> Tuple[str, ...]:
-    """'train,val' -> ('train', 'val'), refusing unknown names."""
+    """'train,val' -> ('train', 'val'); any split name create-infos can write (`--splits FILE` names its own),
+    whose infos file must then exist."""
     splits = tuple(s.strip() for s in text.split(",") if s.strip())
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown or not splits:
-        raise OccprepError(f"--splits {text!r}: unknown split {', '.join(unknown) or '(none)'}; "
-                           f"choose from {', '.join(SPLITS)}")
+    bad = [s for s in splits if not re.fullmatch(r"[A-Za-z0-9_.-]+", s)]
+    if bad or not splits:
+        raise OccprepError(f"--splits {text!r}: {', '.join(bad) or 'no split'} is not a split name; give "
+                           f"comma-separated names such as {','.join(SPLITS)}")
     return tuple(dict.fromkeys(splits))
 
 
@@ -292,7 +294,9 @@ def _check_infos_files(options: MergeOptions) -> None:
         hint = (f"{options.infos_dir} holds infos tagged {', '.join(tags)}: use --extra-tag "
                 f"{(closest(options.extra_tag, tags) or tags)[0]}")
     elif found:
-        hint = f"{options.infos_dir} holds {', '.join(p.name for p in found)}; pass --splits for those"
+        splits = sorted({target.parse_file_name(p.name)[1] for p in found})
+        hint = (f"{options.infos_dir} holds the splits {', '.join(splits)} of this tag: "
+                f"{describe_unknown(absent, splits)}; pass --splits with those")
     elif others:
         hint = f"{options.infos_dir} holds infos of another target: pass --target {' or '.join(others)}"
     else:

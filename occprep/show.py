@@ -22,7 +22,7 @@ from occprep.fileio import atomic_write
 from occprep.names import check_names
 from occprep.occupancy import PathLocator
 from occprep.se3 import SE3
-from occprep.targets import Target, identify
+from occprep.targets import OCCUPANCY_KEYS, Target, identify
 
 DPI = 100
 SIZE_ONE_PANEL = (8.0, 7.5)
@@ -87,11 +87,13 @@ def drawable(info: dict, target: Optional[Target], data: object) -> dict:
     (converted from the convention the boxes measurably have, else from the target's), names,
     velocities, and `cams` with sensor2lidar and intrinsics (from mmdet3d 1.x `images` and `instances`)."""
     if target is not None and target.name == "mmdet3d-v2":
-        labels = {label: name for name, label in data["metainfo"]["categories"].items() if label >= 0}
+        categories = (data.get("metainfo") or {}).get("categories") or {}
+        labels = {label: name for name, label in categories.items() if label >= 0}
         instances = info.get("instances", [])
         info = {
             "token": info.get("token"),
             "lidar_points": info.get("lidar_points", {}),
+            **{key: info[key] for key in OCCUPANCY_KEYS if key in info},
             "gt_boxes": np.array([inst["bbox_3d"] for inst in instances], dtype=np.float64).reshape(-1, 7),
             "gt_names": [labels.get(inst["bbox_label_3d"], "other") for inst in instances],
             "gt_velocity": np.array([inst["velocity"] for inst in instances], dtype=np.float64).reshape(-1, 2),
@@ -185,6 +187,8 @@ def load_top_view(info: dict, locator: PathLocator) -> Optional[TopView]:
                 return TopView(top_labels(npz["semantics"], fmt.free_label), fmt, path)
         except (OSError, ValueError, KeyError, IndexError) as exc:
             raise OccprepError(f"{path}: not a readable occupancy file ({type(exc).__name__}: {exc})") from None
+    if "occ_gt_path" not in info:
+        return None  # BEVDet writes occ_path for every info, ground truth or not: a missing one is no error
     raise OccprepError(f"occupancy file(s) {', '.join(candidates)} not found ({locator.describe()}); "
                        "pass --data-root DIR (the folder the paths are relative to) or --no-occupancy")
 

@@ -317,7 +317,7 @@ def test_malicious_pickles_and_other_targets_are_refused(openocc, capsys, monkey
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--splits", "train,tset"), "--splits 'train,tset': unknown split tset; choose from train, val, test"),
+    (("--splits", "train,tset"), "holds the splits train, val of this tag: tset; pass --splits with those"),
     (("--extra-tag", "mini"), "mini_infos_temporal_train.pkl: infos file not found"),
     (("--path-style", "relative"), "--path-style relative needs --path-root DIR"),
     (("--path-root", "data"), "--path-root only applies to --path-style relative"),
