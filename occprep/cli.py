@@ -292,7 +292,8 @@ def synth_command(reporter: Reporter, out: Path, version: str, scenes: int, samp
               help="The Unity dataset: a SOLO run (sequence.<N>/) or legacy captures (Dataset*/captures_*.json).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Where <version>/ (13 tables), can_bus/ and maps/ go.")
-@click.option("--version", default="v1.0-trainval", show_default=True, help="Name of the version folder.")
+@click.option("--version", default="v1.0-trainval", show_default=True,
+              type=click.Choice(["v1.0-mini", "v1.0-trainval", "v1.0-test"]), help="Name of the version folder.")
 @click.option("--format", "format_", type=click.Choice(["auto", "perception", "solo"]), default="auto",
               show_default=True, help="Unity layout (auto detects it).")
 @click.option("--unity-config", default="default", show_default=True,

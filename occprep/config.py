@@ -13,7 +13,7 @@ import msgspec
 
 from occprep.errors import OccprepError
 from occprep.fileio import read_json
-from occprep.names import unknown_message
+from occprep.names import describe_unknown, unknown_message
 
 
 class DatasetConfig(msgspec.Struct, frozen=True):
@@ -83,7 +83,11 @@ def load_config(name_or_path: str, type_: type, prefix: str):
     bundled = config_dir() / f"{prefix}{name_or_path}.json"
     if not bundled.is_file():
         known = sorted(p.stem[len(prefix) :] for p in config_dir().glob(f"{prefix}*.json"))
-        raise OccprepError(f"unknown config {name_or_path!r}: give a JSON file or one of {', '.join(known)}")
+        name = name_or_path[len(prefix):] if name_or_path.startswith(prefix) else name_or_path
+        if name in known:
+            return read_json(config_dir() / f"{prefix}{name}.json", type_)
+        raise OccprepError(f"unknown config {describe_unknown([name_or_path], known)}: give a JSON file or one of "
+                           f"{', '.join(known)}")
     return read_json(bundled, type_)
 
 

@@ -248,6 +248,7 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
     """The create-infos command: read, build every version, then write all pickles. Returns the
     summary (JSON-ready) and its text lines."""
     reporter = reporter or Reporter("create-infos", quiet=True)
+    chosen = options.chosen_targets()
     root = check_root_path(root_path)
     canbus_root, notes = resolve_canbus(canbus_root, root_path)
     config = dataset_config(config_name)
@@ -257,7 +258,6 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
         custom_plan.check_scenes([s.name for v in versions for s in read_table(root / v, "scene")],
                                  f"the {', '.join(versions)} tables")
 
-    chosen = options.chosen_targets()
     out_dirs, shared = output_dirs(chosen, Path(out_dir))
     results = []
     with Staging() as staging:

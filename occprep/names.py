@@ -50,21 +50,23 @@ def unknown_names(given: Iterable[str], known: Collection[str]) -> List[str]:
     return [name for name in dict.fromkeys(given) if name not in known]
 
 
-def unknown_message(given: Iterable[str], known: Collection[str], what: str, where: str, fix: str) -> Optional[str]:
+def unknown_message(given: Iterable[str], known: Collection[str], what: str, where: str, fix: str,
+                    among: str = "in the data") -> Optional[str]:
     """One line listing every name of `given` missing from `known`, with suggestions; None when all are known.
 
     `what` names the records ('scene', 'category'); `where` the flag or file that named them;
-    `fix` ends the message (what to change).
+    `fix` ends the message (what to change); `among` says what `known` is.
     """
     unknown = unknown_names(given, known)
     if not unknown:
         return None
-    return f"{where}: {len(unknown)} {what}(s) not in the data: {describe_unknown(unknown, known)}; {fix}"
+    return f"{where}: {len(unknown)} {what}(s) not {among}: {describe_unknown(unknown, known)}; {fix}"
 
 
-def check_names(given: Iterable[str], known: Collection[str], what: str, where: str, fix: str) -> None:
+def check_names(given: Iterable[str], known: Collection[str], what: str, where: str, fix: str,
+                among: str = "in the data") -> None:
     """Raise `unknown_message` as an error when some name of `given` is not in `known`."""
-    message = unknown_message(given, known, what, where, fix)
+    message = unknown_message(given, known, what, where, fix, among)
     if message:
         raise OccprepError(message)
 

@@ -140,7 +140,7 @@ def parse_targets(text: str) -> List[Target]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise OccprepError(f"--target {text!r}: name at least one of {', '.join(known)}")
-    check_names(names, known, "target", f"--target {text}", f"choose from {', '.join(known)}")
+    check_names(names, known, "target", f"--target {text}", f"choose from {', '.join(known)}", among="known")
     return [known[n] for n in dict.fromkeys(names)]
 
 

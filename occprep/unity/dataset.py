@@ -12,7 +12,7 @@ from occprep.blobs import missing_files
 from occprep.config import DatasetConfig, dataset_config
 from occprep.create import CreateOptions, build_infos, output_dirs, summarize, write_outputs
 from occprep.errors import OccprepError
-from occprep.fileio import Staging, atomic_write
+from occprep.fileio import Staging, atomic_write, write_json
 from occprep.layout import fix_root_path, fix_unity_root
 from occprep.records import CanBus
 from occprep.reporting import Reporter
@@ -103,11 +103,28 @@ def export_nuscenes(root: Path, out: Path, version: str, format_: str, config: U
     write_tables(Path(out) / version, unity.tables)
     write_blank_png(Path(out) / BLANK_MAP, 1, 1)
     write_can_bus(out, unity)
-    summary = {"format": format_, "version": version, "out": str(out), **unity.summary}
+    dataset = Path(out) / EXPORT_CONFIG
+    write_json(dataset, msgspec.to_builtins(export_config(unity, config)))
+    summary = {"format": format_, "version": version, "out": str(out), "dataset_config": str(dataset), **unity.summary}
     return summary, [f"{format_} dataset {root}: {_counts(unity.summary)}",
                      f"wrote {Path(out) / version} (13 tables), {Path(out) / 'can_bus'} "
-                     f"({len(unity.can_bus)} pose files), {Path(out) / BLANK_MAP}",
+                     f"({len(unity.can_bus)} pose files), {Path(out) / BLANK_MAP}, {dataset}",
+                     f"next: occprep create-infos --root-path {out} --canbus {out} --version {version} "
+                     f"--config {dataset} --splits FILE (its scenes are in no official split list)",
                      *_notes(unity.summary)]
+
+
+EXPORT_CONFIG = "dataset-config.json"
+"""The dataset convention `export-nuscenes` writes beside the tables (for `--config`)."""
+
+
+def export_config(unity: UnityTables, config: UnityConfig) -> DatasetConfig:
+    """The convention of an exported Unity dataset: its cameras, and the base config's detection names
+    and label orders for the categories it holds."""
+    categories = {c.name for c in unity.tables.category}
+    base = infos_config(unity, config)
+    return msgspec.structs.replace(base, detection_names={k: v for k, v in base.detection_names.items()
+                                                          if k in categories})
 
 
 def _counts(summary: dict) -> str:
@@ -137,6 +154,7 @@ def create_unity_infos(root_path: str, out_dir: Path, extra_tag: str, format_: s
     missing one is an error).
     Returns the summary (JSON-ready) and its text lines.
     """
+    chosen = options.chosen_targets()
     unity = read_unity(Path(root_path), format_, config, reporter)
     tables = unity.tables
     if options.file_check:
@@ -151,7 +169,6 @@ def create_unity_infos(root_path: str, out_dir: Path, extra_tag: str, format_: s
     options = replace(options, file_check=False, max_sweeps=0)
     result = build_infos(tables, CanBus(unity.can_bus, {}), infos_config(unity, config), root_path, plan, version,
                          options, reporter)
-    chosen = options.chosen_targets()
     out_dirs, shared = output_dirs(chosen, Path(out_dir))
     with Staging() as staging:
         write_outputs(result, chosen, out_dirs, extra_tag, options.build_options(root_path), staging, reporter)
