@@ -67,7 +67,7 @@ def read_unity(root: Path, format_: str, config: UnityConfig, reporter: Reporter
     """A Unity dataset as nuScenes tables and CAN bus poses."""
     if format_ not in ("solo", "perception"):
         raise OccprepError(f"{root}: --format {format_} is not a Unity format (solo or perception)")
-    unity = build_tables(read_captures(Path(root), format_, reporter), config)
+    unity = build_tables(read_captures(Path(root), format_, reporter), config, f"--root-path {root}")
     labels, sensor_ids = {"solo": solo.defined_names, "perception": perception.defined_names}[format_](Path(root))
     config.check_names(unity.labels | labels, unity.sensor_ids | sensor_ids)
     return unity

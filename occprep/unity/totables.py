@@ -313,7 +313,7 @@ def _link(records: list, key) -> None:
         last[key(record)] = record
 
 
-def build_tables(captures: Iterable[Capture], config: UnityConfig) -> UnityTables:
+def build_tables(captures: Iterable[Capture], config: UnityConfig, source: str = "the Unity dataset") -> UnityTables:
     """The nuScenes tables of a stream of captures, one scene per (run, sequence), in stream order.
 
     Streaming: the captures of one sequence must be contiguous in the stream (both readers yield
@@ -328,5 +328,6 @@ def build_tables(captures: Iterable[Capture], config: UnityConfig) -> UnityTable
         done.add((run, sequence))
         builder.add_scene(run, sequence, list(group))
     if not done:
-        raise OccprepError("no camera captures found: a Unity dataset needs camera captures to become samples")
+        raise OccprepError(f"{source}: no camera captures found: a Unity dataset needs camera captures to become "
+                           "samples (`occprep check` lists what its files hold)")
     return builder.finish()

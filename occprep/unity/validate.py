@@ -171,6 +171,9 @@ def _validate_solo(root: Path) -> List[Finding]:
                         findings.add("steps", path, "timestamp", f"timestamp {frame.timestamp} is not later than "
                                      f"the previous step's {previous_time}", "timestamps must increase with the step")
                     previous_time = frame.timestamp
+    if not frames:
+        findings.add("files", root, "", "no frame file (sequence.<N>/step<S>.frame_data.json) in any sequence",
+                     "the run holds no frames: point --root-path at a run that captured some")
     return findings.finish({"format": "SOLO", "version": "SOLO files carry no version key",
                             "definitions": f"{frames} frame file(s)", "ids": f"{frames} frame file(s)",
                             "steps": f"{frames} frame file(s)", "quaternions": "cameras and 3D boxes",
