@@ -381,7 +381,7 @@ class TestNames:
                 if command == "create-infos" else
                 merge_args("infos", tmp_path / "out", "openocc-v1", "--target", "bevfromer,mmdet3d"))
         code, _, err = run_cli(args, monkeypatch, capsys)
-        assert_error(code, err, "--target bevfromer,mmdet3d: 1 target(s) not in the data: "
+        assert_error(code, err, "--target bevfromer,mmdet3d: 1 target(s) not known: "
                                 "bevfromer (did you mean bevformer?)")
         assert not (tmp_path / "out").exists()
 
