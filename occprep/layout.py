@@ -157,6 +157,13 @@ def _has_openocc_index(folder: Path) -> bool:
     return folder.is_dir() and any(folder.glob("occ_gt_*.json"))
 
 
+def is_occupancy_root(given: str, format_: str) -> bool:
+    """Whether `given` is the root of occupancy format `format_` ('openocc-v1': it holds
+    occ_gt_{split}.json; 'occ3d': it holds gts/)."""
+    folder = Path(given)
+    return _has_openocc_index(folder) if format_ == "openocc-v1" else (folder / "gts").is_dir()
+
+
 def fix_occ_root(given: str, format_: str) -> Optional[PathFix]:
     """`--occ-root` one level off: above or below an OpenOcc v1 release (`occ_gt_{split}.json`), or
     the Occ3D `gts/` folder itself, a scene folder inside it, or the folder above its parent."""

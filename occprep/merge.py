@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Tuple
 from occprep.config import occupancy_format
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write
-from occprep.layout import fix_occ_root
+from occprep.layout import fix_occ_root, is_occupancy_root
 from occprep.names import closest, describe_unknown
 from occprep.occupancy import (
     FORMATS,
@@ -275,6 +275,12 @@ def _check_options(options: MergeOptions) -> None:
     fix = fix_occ_root(options.occ_root, options.format)
     if fix is not None:
         raise OccprepError(fix.message())
+    other = next(f for f in FORMATS if f != options.format)
+    if not is_occupancy_root(options.occ_root, options.format):
+        moved = fix_occ_root(options.occ_root, other)
+        if is_occupancy_root(options.occ_root, other) or moved is not None:
+            raise OccprepError(f"--occ-root {options.occ_root} holds {other} ground truth, not {options.format}: "
+                               f"pass --format {other}" + (f" and {moved.flags}" if moved else ""))
     _check_infos_files(options)
 
 

@@ -321,7 +321,8 @@ def test_malicious_pickles_and_other_targets_are_refused(openocc, capsys, monkey
     (("--extra-tag", "mini"), "mini_infos_temporal_train.pkl: infos file not found"),
     (("--path-style", "relative"), "--path-style relative needs --path-root DIR"),
     (("--path-root", "data"), "--path-root only applies to --path-style relative"),
-    (("--format", "occ3d"), "data/occ_gt_release_v1_0: no gts/ directory"),
+    (("--format", "occ3d"), "--occ-root data/occ_gt_release_v1_0 holds openocc-v1 ground truth, not occ3d: "
+                            "pass --format openocc-v1"),
 ])
 def test_one_line_errors(openocc, capsys, monkeypatch, args, message):
     code, err = run(capsys, monkeypatch, *OPENOCC_ARGS, *args)

@@ -57,6 +57,15 @@ class UnityConfig(msgspec.Struct, frozen=True):
                     f"the dataset's labels are {', '.join(sorted(labels)) or '(none)'}")
         check_names(self.cameras, sensor_ids, "camera sensor id", f"--unity-config {self.name} \"cameras\"",
                     f"the dataset's sensor ids are {', '.join(sorted(sensor_ids)) or '(none)'}")
+        base = dataset_config(self.dataset)
+        named = [("camera channel", "cameras", self.cameras.values(), base.camera_channels),
+                 ("LiDAR channel", "lidar_channel", [self.lidar_channel], [base.lidar_channel]),
+                 ("category", "labels", self.labels.values(), [*base.detection_names, *base.detection_names.values()])]
+        for what, field, values, known in named:
+            typos = [v for v in dict.fromkeys(values) if v not in known and closest(v, known)]
+            check_names(typos, known, what, f"--unity-config {self.name} \"{field}\"",
+                        f"use the names of dataset config {base.name!r} (other names are kept as they are unless "
+                        "they look like a typo of one)", among=f"of dataset config {base.name!r}")
 
     def channel_order(self, channels: Iterable[str]) -> Tuple[str, ...]:
         """Present camera channels in the dataset convention's order, others after them by name."""
