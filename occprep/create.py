@@ -368,7 +368,8 @@ def summarize(results: List[VersionInfos], skipped: List[str], wall_time: float,
                      + ", ".join(f"{split} {n}" for split, n in counts.items()) + ")")
         lines.extend(f"  wrote {path}" for path in r.outputs)
         lines.extend(f"  {split} is empty: {why}" for split, why in r.empty.items())
-        for title, named in (("without CAN bus (zeros)", r.no_can_bus), ("left out", r.left_out)):
+        left_out = {name: why for name, why in r.left_out.items() if name not in r.unlisted}
+        for title, named in (("without CAN bus (zeros)", r.no_can_bus), ("left out", left_out)):
             if named:
                 lines.append(f"  {len(named)} scene(s) {title}:")
                 lines.extend(f"    {name}: {reason}" for name, reason in named.items())

@@ -77,8 +77,11 @@ def select_info(infos: Sequence[dict], token: Optional[str], index: Optional[int
         check_names([token], tokens, "sample token", f"--token {token}",
                     f"{path} holds {len(infos)} infos; `occprep inspect {path}` lists what it holds")
         return infos[tokens.index(token)]
+    if not infos:
+        raise OccprepError(f"--index {index}: {path} holds no infos")
     if not -len(infos) <= index < len(infos):
-        raise OccprepError(f"--index {index}: {path} holds {len(infos)} infos (0 to {len(infos) - 1})")
+        raise OccprepError(f"--index {index}: {path} holds {len(infos)} infos (0 to {len(infos) - 1}, or "
+                           f"-{len(infos)} to -1 from the end)")
     return infos[index]
 
 
@@ -301,6 +304,8 @@ def show_sample(pkl: Path, token: Optional[str], index: Optional[int], out: Path
     from occprep.inspection import unwrap_infos
     from occprep.pickles import load_pickle
 
+    if Path(out).suffix.lower() != ".png":
+        raise OccprepError(f"--out {out}: show writes PNG pictures; give a file name ending in .png")
     data = load_pickle(pkl)
     _, infos, _ = unwrap_infos(pkl, data)
     info = drawable(select_info(infos, token, index, pkl), identify(data, pkl.name), data)

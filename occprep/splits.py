@@ -91,7 +91,11 @@ def official_plan(version: str) -> SplitPlan:
 
 def plan_from_file(path: Path) -> SplitPlan:
     """Explicit lists from a JSON file `{split name: [scene name, ...]}`; scenes in no list are left out."""
-    lists = read_json(Path(path), Dict[str, List[str]])
+    try:
+        lists = read_json(Path(path), Dict[str, List[str]])
+    except OccprepError as exc:
+        raise OccprepError(f"{exc}; a splits file is a JSON object of scene-name lists, e.g. "
+                           '{"train": ["scene-0061"], "val": ["scene-0103"]}') from None
     if not lists:
         raise OccprepError(f"{path}: no splits; give {{\"train\": [scene names], \"val\": [...]}}")
     scene_split: Dict[str, str] = {}

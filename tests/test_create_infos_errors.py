@@ -40,7 +40,7 @@ def edit_table(root, name, edit):
     (["--version", "v2.0"], ["--version v2.0 (did you mean v1.0?): unknown version"]),
     (["--version", "v1.0"], ["--version v1.0: none of v1.0-trainval, v1.0-test"]),
     (["--canbus", "elsewhere"], ["--canbus elsewhere is not where can_bus/ is (data holds it): use --canbus data"]),
-    (["--config", "nosuch"], ["unknown config 'nosuch'"]),
+    (["--config", "nosuch"], ["unknown config nosuch: give a JSON file or one of nuscenes"]),
 ])
 def test_bad_flags(dataset, monkeypatch, capsys, args, fragments):
     code, _, err = run_cli(BASE_ARGS + args, monkeypatch, capsys)
