@@ -21,10 +21,9 @@ from typing import Dict, Iterator, List
 import numpy as np
 
 from occprep import boxes
-from occprep.infos import InfoParts
 from occprep.errors import OccprepError
+from occprep.infos import GT_KEYS, InfoParts
 from occprep.names import unknown_names
-from occprep.infos import GT_KEYS
 from occprep.projection import camera_boxes, project_centres
 from occprep.se3 import SE3
 from occprep.targets import Build, BuildOptions, Target
@@ -94,18 +93,23 @@ def cam_instances(parts: InfoParts, s: int, options: BuildOptions) -> Dict[str, 
     return found
 
 
+def _matrices(transforms: SE3, dtype: type) -> Iterator[list]:
+    """The transforms as 4×4 nested lists of Python floats holding `dtype` values, one at a time."""
+    return iter(transforms.as_matrix().astype(dtype).tolist())
+
+
 def _poses(rotations: List[list], translations: List[list], dtype: type) -> Iterator[list]:
     """4×4 nested lists of child -> parent transforms given as quaternions and translations."""
     if not rotations:
         return iter(())
-    return iter(SE3.from_quaternions(np.array(rotations), np.array(translations)).as_matrix().astype(dtype).tolist())
+    return _matrices(SE3.from_quaternions(np.array(rotations), np.array(translations)), dtype)
 
 
 def _inverses(rotations: List[np.ndarray], translations: List[np.ndarray], dtype: type) -> Iterator[list]:
     """4×4 nested lists of the inverses of sensor2lidar rotations (3×3) and translations."""
     if not rotations:
         return iter(())
-    return iter(SE3(np.array(rotations), np.array(translations)).inverse().as_matrix().astype(dtype).tolist())
+    return _matrices(SE3(np.array(rotations), np.array(translations)).inverse(), dtype)
 
 
 def _instances(neutral: dict, label: Dict[str, int]) -> List[dict]:
