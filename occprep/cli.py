@@ -53,7 +53,7 @@ def cli() -> None:
               help="The occupancy release: OpenOcc v1 (occ_gt_{split}.json + files) or the folder holding Occ3D's gts/.")
 @click.option("--extra-tag", default="nuscenes", show_default=True, help="Prefix of the info file names.")
 @click.option("--target", default="bevformer", show_default=True,
-              help="Format of the infos (their file names): bevformer, mmdet3d, mmdet3d-v2, bevdet or streampetr.")
+              help="Format of the infos (their file names): bevformer, mmdet3d, mmdet3d-v2, bevdet, streampetr or sparsebev.")
 @click.option("--splits", default="train,val", show_default=True, help="Comma-separated: train, val, test.")
 @click.option("--format", "format_", type=click.Choice(["openocc-v1", "occ3d"]), default="openocc-v1",
               show_default=True, help="Ground truth layout.")
@@ -180,7 +180,7 @@ def show_command(reporter: Reporter, pkl: Path, token: str, index: int, out: Pat
               help="Folder that contains can_bus/ (the nuScenes CAN bus expansion).")
 @click.option("--target", "target", default="bevformer", show_default=True,
               help="Comma-separated output formats, all from one read of the tables: bevformer, mmdet3d, "
-                   "mmdet3d-v2, bevdet, streampetr (see README).")
+                   "mmdet3d-v2, bevdet, streampetr, sparsebev (see README).")
 @click.option("--max-sweeps", type=click.IntRange(min=0), default=None,
               help="Earlier LIDAR_TOP readings per info [default: each target's reference: 10; bevdet 0].")
 @click.option("--keep-float64", is_flag=True,
@@ -226,7 +226,7 @@ def create_infos_command(reporter: Reporter, root_path: str, out_dir: Path, extr
 
 @cli.command("convert")
 @click.argument("pkl", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--to", "to", required=True, help="Target format: bevformer, mmdet3d, mmdet3d-v2, bevdet or streampetr.")
+@click.option("--to", "to", required=True, help="Target format: bevformer, mmdet3d, mmdet3d-v2, bevdet, streampetr or sparsebev.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file [default: the target's file name beside the input, in <target>/ if that is the "
                    "input's name]. Never the input itself.")

@@ -66,7 +66,7 @@ def _version_and_annotations(data: object, neutral: List[dict], source: Target) 
     return version, annotations
 
 
-def output_path(request: ConvertRequest, source: Target, target: Target) -> Path:
+def output_path(request: ConvertRequest, source: Target, target: Target, version: str) -> Path:
     """Where the converted pickle goes; refuses the input itself."""
     source_path = Path(request.source)
     out = request.out
@@ -75,7 +75,7 @@ def output_path(request: ConvertRequest, source: Target, target: Target) -> Path
         if parsed is None:
             raise OccprepError(f"{source_path}: its name does not follow {source.file_pattern}; pass --out FILE")
         suffix = merged_suffix(source_path.name)[1]
-        out = source_path.parent / target.file_name(*parsed).replace(".pkl", f"{suffix}.pkl")
+        out = source_path.parent / target.file_name(*parsed, version).replace(".pkl", f"{suffix}.pkl")
         if out.resolve() == source_path.resolve():
             out = source_path.parent / target.name / out.name
     if Path(out).resolve() == source_path.resolve():
@@ -102,7 +102,7 @@ def _from_tables(request: ConvertRequest, target: Target, version: str, tokens: 
         raise OccprepError(f"--root-path {request.root_path}: no {version}/ folder (the input's version); pass the "
                            "dataset root that holds it")
     config = dataset_config(request.config_name)
-    scanned = scan_version(root / version, config, request.config_name, reporter)
+    scanned = scan_version(root / version, config, request.config_name, reporter, target.camera_sweeps)
     can_bus = CanBus({}, {})
     if need_can_bus:
         if request.canbus is None:
@@ -133,7 +133,7 @@ def convert(request: ConvertRequest, reporter: Reporter) -> Tuple[dict, List[str
         raise OccprepError(f"--to {request.to}: name one target (convert once per target)")
     target = chosen[0]
     data, source = read_source(request.source)
-    out = output_path(request, source, target)
+
     measured = boxes.measure(*boxes.of_infos(data.get("infos", [])))
     if measured is not None and measured != source.box_convention:
         raise OccprepError(f"{request.source}: its structure is {source.name}'s ({source.box_convention} boxes) but its "
@@ -141,6 +141,7 @@ def convert(request: ConvertRequest, reporter: Reporter) -> Tuple[dict, List[str
                            f"be converted safely; regenerate it with `occprep create-infos --target {target.name}`")
     neutral = source.neutral(data)
     version, annotations = _version_and_annotations(data, neutral, source)
+    out = output_path(request, source, target, version)
     build_options = BuildOptions(max_sweeps=request.options.max_sweeps, root_path=request.root_path,
                                  float64=request.options.float64)
     max_sweeps = target.sweeps(build_options)

@@ -262,7 +262,8 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
     results = []
     with Staging() as staging:
         for concrete in versions:
-            scanned = scan_version(root / concrete, config, config_name, reporter)
+            scanned = scan_version(root / concrete, config, config_name, reporter,
+                                   any(target.camera_sweeps for target in chosen))
             can_bus = read_can_bus(canbus_root, scanned.scenes.name, config, reporter)
             plan = custom_plan or official_plan(concrete)
             result = infos_from_scan(scanned, can_bus, config, root_path, plan, concrete, options, reporter,
@@ -274,13 +275,14 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
     return summarize(results, skipped, reporter.elapsed, notes + shared)
 
 
-def scan_version(version_dir: Path, config: DatasetConfig, config_name: str, reporter: Reporter) -> Scan:
+def scan_version(version_dir: Path, config: DatasetConfig, config_name: str, reporter: Reporter,
+                 camera_sweeps: bool = False) -> Scan:
     """Read (the parts `scan` uses of) one version folder's tables and scan them, checking that the
-    channels and categories the config names exist."""
-    tables = read_scan_tables(version_dir, config, reporter)
+    channels and categories the config names exist (`camera_sweeps`: see `scan`)."""
+    tables = read_scan_tables(version_dir, config, reporter, camera_sweeps)
     check_config_names(config, tables, config_name)
     with _gc_paused():
-        return scan(tables, config)
+        return scan(tables, config, camera_sweeps)
 
 
 def output_dirs(chosen: Sequence[Target], out_dir: Path) -> Tuple[Dict[str, Path], List[str]]:
@@ -345,7 +347,7 @@ def write_outputs(result: VersionInfos, chosen: Sequence[Target], out_dirs: Dict
                 built = result.build_split(target, split, options, shared[layout[target.name]])
                 if position + 1 == len(grouped) or layout[grouped[position + 1].name] != layout[target.name]:
                     shared = {}  # the last target of its layout: free the neutral infos before pickling
-                path = out_dirs[target.name] / target.file_name(extra_tag, split)
+                path = out_dirs[target.name] / target.file_name(extra_tag, split, result.version)
                 try:
                     with staging.write(path) as handle:
                         write_pickle(built, handle)

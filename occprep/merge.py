@@ -136,7 +136,10 @@ def parse_splits(text: str) -> Tuple[str, ...]:
 
 def infos_path(options: MergeOptions, split: str) -> Path:
     """The create-infos output merged for `split` (the target's file name)."""
-    return Path(options.infos_dir) / targets()[options.target].file_name(options.extra_tag, split)
+    target = targets()[options.target]
+    names = [target.file_name(options.extra_tag, split, version) for version in ("", "v1.0-mini")]
+    return next((Path(options.infos_dir) / n for n in names if (Path(options.infos_dir) / n).is_file()),
+                Path(options.infos_dir) / names[0])
 
 
 def output_path(options: MergeOptions, split: str) -> Path:

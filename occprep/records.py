@@ -91,7 +91,8 @@ class Readings:
     scene: np.ndarray
     """(R,) int64, row in `Scan.scenes` of the sample this reading belongs to."""
     prev: np.ndarray
-    """(R,) int64, the previous lidar reading (-1 at the start of the chain, and for cameras)."""
+    """(R,) int64, the previous reading of the same sensor (-1 at the start of the chain; for cameras
+    only when their sweeps were kept)."""
 
 
 @dataclass(frozen=True)

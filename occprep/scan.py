@@ -165,8 +165,9 @@ def _box_velocity(translation: np.ndarray, time_s: np.ndarray, prev: np.ndarray,
     return velocity
 
 
-def scan(tables: Tables, config: DatasetConfig) -> Scan:
-    """Resolve and index `tables` for the channels of `config`."""
+def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False) -> Scan:
+    """Resolve and index `tables` for the channels of `config`; `camera_sweeps` also keeps the cameras'
+    non-keyframe readings, linked by `prev` (SparseBEV's camera sweeps)."""
     sample_row = _token_rows(tables.sample)
     scene_row = _token_rows(tables.scene)
     sample_scene = _resolve(scene_row, [s.scene_token for s in tables.sample], tables.sample, "sample", "scene_token")
@@ -182,15 +183,15 @@ def scan(tables: Tables, config: DatasetConfig) -> Scan:
         if calibration is None:
             raise _unresolved("sample_data", "calibrated_sensor_token", record.calibrated_sensor_token, record.token)
         role = roles[calibration]
-        if role == _LIDAR or (role > 0 and record.is_key_frame):
+        if role == _LIDAR or (role > 0 and (record.is_key_frame or camera_sweeps)):
             kept.append(record)
             kept_calibration.append(calibration)
 
     count = len(kept)
     reading_row = _token_rows(kept)
     reading_sample = _resolve(sample_row, [r.sample_token for r in kept], kept, "sample_data", "sample_token")
-    is_lidar = (roles[kept_calibration] == _LIDAR).tolist()
-    prev = _resolve(reading_row, [r.prev if lidar else "" for r, lidar in zip(kept, is_lidar)], kept,
+    linked = (roles[kept_calibration] == _LIDAR) | camera_sweeps
+    prev = _resolve(reading_row, [r.prev if link else "" for r, link in zip(kept, linked.tolist())], kept,
                     "sample_data", "prev")
 
     pose_of_token: Dict[str, int] = {}
@@ -263,7 +264,7 @@ _SensorKey = field_subset(SampleData, "calibrated_sensor_token is_key_frame")
 _TokenKey = field_subset(EgoPose, "token")
 
 
-def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporter) -> Tables:
+def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporter, camera_sweeps: bool = False) -> Tables:
     """The tables of `version_dir` as far as `scan` reads them, for speed and memory on big versions.
 
     Small tables are read whole. Of the three big ones only the fields `scan` reads are decoded
@@ -283,8 +284,8 @@ def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporte
         camera = {c.token for c, role in zip(tables["calibrated_sensor"], roles) if role > 0}
 
         def wanted(records: list) -> List[bool]:
-            return [r.calibrated_sensor_token not in other and (r.is_key_frame or r.calibrated_sensor_token not in camera)
-                    for r in records]
+            return [r.calibrated_sensor_token not in other
+                    and (r.is_key_frame or camera_sweeps or r.calibrated_sensor_token not in camera) for r in records]
 
         tables["sample_data"] = read_records(version_dir, "sample_data", SampleDataFields, (_SensorKey, wanted))
         bar.update()

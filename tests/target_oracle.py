@@ -259,3 +259,57 @@ def assert_streampetr_info(nusc, info: dict, bevformer: dict, mmdet3d: dict) -> 
             tolerance = 2e-4 if key in ("bboxes2d", "centers2d") else 1e-5
             np.testing.assert_allclose(actual, expected[key], atol=tolerance, rtol=1e-6, err_msg=key)
         assert info["visibilities"][c] == expected["visibilities"]
+
+
+SPARSEBEV_CAMERAS = ["CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT"]
+
+
+def sparsebev_camera(nusc, token: str, data_root: str) -> dict:
+    """SparseBEV's `get_cam_info` of one camera sample_data: row-vector sensor2global and the rest."""
+    sd = nusc.get("sample_data", token)
+    pose = nusc.get("ego_pose", sd["ego_pose_token"])
+    cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+    sensor2ego, ego2global = Quaternion(cs["rotation"]).rotation_matrix, Quaternion(pose["rotation"]).rotation_matrix
+    return {"data_path": os.path.join(data_root, sd["filename"]),
+            "sensor2global_rotation": sensor2ego.T @ ego2global.T,
+            "sensor2global_translation": np.array(cs["translation"]) @ ego2global.T + np.array(pose["translation"]),
+            "cam_intrinsic": np.array(cs["camera_intrinsic"]), "timestamp": sd["timestamp"]}
+
+
+def assert_sparsebev_info(nusc, info: dict, mmdet3d: dict, data_root: str) -> None:
+    """A SparseBEV info: the rc6 info with SparseBEV's camera entries and up to 5 camera sweeps (fewer when
+    a camera chain ends), none at a scene's first sample."""
+    assert list(info) == list(mmdet3d)
+    for key in mmdet3d:
+        if key not in ("sweeps", "cams"):
+            np.testing.assert_array_equal(info[key], mmdet3d[key]) if isinstance(info[key], np.ndarray) else None
+            assert isinstance(info[key], np.ndarray) or info[key] == mmdet3d[key], key
+    sample = nusc.get("sample", info["token"])
+
+    def same(actual: dict, expected: dict) -> None:
+        assert list(actual) == list(expected)
+        for key, value in expected.items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_allclose(actual[key], value, atol=1e-9)
+            else:
+                assert actual[key] == value, key
+
+    for channel, cam in info["cams"].items():
+        expected = sparsebev_camera(nusc, sample["data"][channel], data_root)
+        reference = mmdet3d["cams"][channel]
+        assert list(cam) == ["data_path", "type", "timestamp", "sensor2lidar_rotation", "sensor2lidar_translation",
+                             "cam_intrinsic", "sensor2global_rotation", "sensor2global_translation"]
+        assert cam["type"] == reference["type"] and cam["timestamp"] == reference["timestamp"]
+        np.testing.assert_array_equal(cam["sensor2lidar_rotation"], reference["sensor2lidar_rotation"])
+        same({k: cam[k] for k in expected}, expected)
+    current = {channel: nusc.get("sample_data", sample["data"][channel]) for channel in SPARSEBEV_CAMERAS}
+    expected_sweeps = []
+    while sample["prev"] and len(expected_sweeps) < 5 and all(sd["prev"] for sd in current.values()):
+        current = {channel: nusc.get("sample_data", sd["prev"]) for channel, sd in current.items()}
+        expected_sweeps.append({channel: sparsebev_camera(nusc, sd["token"], data_root) for channel, sd in
+                                current.items()})
+    assert len(info["sweeps"]) == len(expected_sweeps)
+    for actual, expected in zip(info["sweeps"], expected_sweeps):
+        assert list(actual) == SPARSEBEV_CAMERAS
+        for channel in SPARSEBEV_CAMERAS:
+            same(actual[channel], expected[channel])

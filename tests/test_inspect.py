@@ -117,7 +117,8 @@ def test_not_an_info_pickle_and_a_hostile_pickle(tmp_path):
 def test_consumer_lists_are_complete():
     names = [c.name for c in consumers()]
     assert names == ["BEVFormer", "OccNet", "Occ3D-baseline", "BEVDet/FlashOcc",
-                     "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)", "StreamPETR", "mmdet3d-1.x"]
+                     "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)", "StreamPETR", "SparseBEV/SparseOcc",
+                     "mmdet3d-1.x"]
     for consumer in consumers():
         assert consumer.reads in ("legacy", "v1.x") and consumer.info_keys and consumer.cam_keys
         assert consumer.boxes in ("legacy", "rc")

@@ -22,10 +22,10 @@ from occprep.show import drawable
 from occprep.synth import synthesize
 from occprep.targets import identify
 
-ALL = "bevformer,mmdet3d,mmdet3d-v2,bevdet,streampetr"
+ALL = "bevformer,mmdet3d,mmdet3d-v2,bevdet,streampetr,sparsebev"
 FILES = {"bevformer": "nuscenes_infos_temporal_{split}.pkl", "mmdet3d": "mmdet3d/nuscenes_infos_{split}.pkl",
          "mmdet3d-v2": "mmdet3d-v2/nuscenes_infos_{split}.pkl", "bevdet": "bevdetv2-nuscenes_infos_{split}.pkl",
-         "streampetr": "nuscenes2d_temporal_infos_{split}.pkl"}
+         "streampetr": "nuscenes2d_temporal_infos_{split}.pkl", "sparsebev": "nuscenes_infos_{split}_mini_sweep.pkl"}
 """Where one create-infos run with every target puts each split (mmdet3d's two generations share names)."""
 
 
@@ -94,6 +94,40 @@ def test_streampetr_matches_the_devkit(made):
             assert (info["sweeps"] == []) == (info["frame_idx"] == 0)  # its loader starts a sequence there
 
 
+def test_sparsebev_matches_the_devkit(made):
+    nusc = made[1]
+    for split in splits_with_samples(made):
+        sparsebev = output(made, "sparsebev", split)
+        for info, rc6 in zip(sparsebev["infos"], output(made, "mmdet3d", split)["infos"], strict=True):
+            target_oracle.assert_sparsebev_info(nusc, info, rc6, "data/nuscenes")
+        starts = [i for i, info in enumerate(sparsebev["infos"]) if not nusc.get("sample", info["token"])["prev"]]
+        assert starts and all(sparsebev["infos"][i]["sweeps"] == [] for i in starts)
+        assert any(len(info["sweeps"]) == 5 for info in sparsebev["infos"])
+
+
+def test_sparsebev_stops_where_a_camera_chain_ends(writable_mini, tmp_path, monkeypatch, capsys):
+    """CAM_BACK's chain cut two readings before a keyframe: that sample gets 2 camera sweeps, not 5 (the
+    reference would repeat its second sweep three times)."""
+    import json
+
+    version = writable_mini.root / "v1.0-mini"
+    records = json.loads((version / "sample_data.json").read_text())
+    by_token = {r["token"]: r for r in records}
+    sample = next(s for s in writable_mini.table("sample") if s["prev"])
+    keyframe = next(r for r in records if r["sample_token"] == sample["token"] and r["is_key_frame"]
+                    and "/CAM_BACK/" in r["filename"])
+    by_token[by_token[keyframe["prev"]]["prev"]]["prev"] = ""
+    (version / "sample_data.json").write_text(json.dumps(records))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(["create-infos", "--version", "v1.0-mini", "--no-file-check", "--target", "sparsebev",
+                            "--out-dir", "out", "--quiet"], monkeypatch, capsys)
+    assert code == 0, err
+    infos = {i["token"]: i for split in ("train", "val")
+             for i in load_pickle(tmp_path / "out" / FILES["sparsebev"].format(split=split))["infos"]}
+    assert len(infos[sample["token"]]["sweeps"]) == 2
+    assert sum(len(i["sweeps"]) == 5 for i in infos.values()) > len(infos) / 2
+
+
 def test_mmdet3d_v2_matches_the_devkit(made):
     base, nusc, _ = made
     with working_directory(base):
@@ -145,6 +179,9 @@ def test_test_splits_have_no_annotations(test_split):
     assert len(bevdet) == 8 and all(list(i)[-4:] == ["timestamp", "scene_token", "scene_name", "occ_path"] for i in bevdet)
     mmdet3d = load_pickle(test_split / "mmdet3d" / "nuscenes_infos_test.pkl")["infos"]
     assert all(list(i) == target_oracle.RC6_KEYS[:9] for i in mmdet3d)
+    sparsebev = load_pickle(test_split / "nuscenes_infos_test_sweep.pkl")["infos"]
+    assert all(list(i) == target_oracle.RC6_KEYS[:9] for i in sparsebev)
+    assert [len(i["sweeps"]) for i in sparsebev] == [0, 5, 5, 5] * 2  # camera sweeps on test too
     v2 = load_pickle(test_split / "mmdet3d-v2" / "nuscenes_infos_test.pkl")
     assert len(v2["metainfo"]["categories"]) == 10
     assert all(entry["instances"] == [] and "cam_instances" not in entry for entry in v2["data_list"])
@@ -262,7 +299,8 @@ def test_inspect_names_the_target_and_measures_the_boxes(made, tmp_path):
         assert (report.target, report.box_convention, report.warnings) == (target, convention, [])
         assert report.long_first_share == (0.0 if convention == "legacy" else 1.0)
         compatible = {fit.name for fit in report.consumers if not fit.wrong_boxes and not fit.wrong_generation}
-        rc_legacy = {"BEVDet/FlashOcc", "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)", "StreamPETR"}
+        rc_legacy = {"BEVDet/FlashOcc", "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)", "StreamPETR",
+                     "SparseBEV/SparseOcc"}
         assert compatible == {"bevformer": {"BEVFormer", "OccNet", "Occ3D-baseline"}, "mmdet3d": rc_legacy,
                               "mmdet3d-v2": {"mmdet3d-1.x"}, "bevdet": rc_legacy, "streampetr": rc_legacy}[target]
         fitting = {fit.name for fit in report.consumers if fit.ok}

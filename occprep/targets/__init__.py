@@ -66,7 +66,8 @@ class Target:
 
     name: str
     file_pattern: str
-    """File name with `{tag}` and `{split}`, e.g. '{tag}_infos_temporal_{split}.pkl'."""
+    """File name with `{tag}` and `{split}` (and `{mini}`: '_mini' for v1.0-mini), e.g.
+    '{tag}_infos_temporal_{split}.pkl'."""
     readers: str
     """Who reads it (for README and `inspect`)."""
     box_convention: str
@@ -80,19 +81,23 @@ class Target:
     writes: Tuple[str, ...]
     """Every key its infos (`data_list` entries) may have, in order; others were added to them later."""
     extras: Dict[str, Extra] = field(default_factory=dict)
+    annotated_extras: bool = True
+    """Its extras exist for splits with annotations only (False: for every split)."""
     max_sweeps: int = 10
     """The reference's LiDAR sweeps per info (when `--max-sweeps` is not given)."""
+    camera_sweeps: bool = False
+    """It needs the cameras' non-keyframe readings (`occprep.scan.scan`)."""
     root_path: Optional[str] = None
     """The reference's path root (when `--root-path` is not given); None: the command's default."""
 
-    def file_name(self, tag: str, split: str) -> str:
-        """The output file name of `split`."""
-        return self.file_pattern.format(tag=tag, split=split)
+    def file_name(self, tag: str, split: str, version: str = "") -> str:
+        """The output file name of `split` of `version`."""
+        return self.file_pattern.format(tag=tag, split=split, mini="_mini" if version == "v1.0-mini" else "")
 
     def parse_file_name(self, name: str) -> Optional[Tuple[str, str]]:
         """(tag, split) of a file name of this target (or of its `merge-occ` output), or None."""
-        pattern = re.escape(self.file_pattern).replace(r"\{tag\}", "(?P<tag>.+?)").replace(r"\{split\}",
-                                                                                           "(?P<split>[^_]+)")
+        pattern = (re.escape(self.file_pattern).replace(r"\{tag\}", "(?P<tag>.+?)")
+                   .replace(r"\{split\}", "(?P<split>[^_]+)").replace(r"\{mini\}", "(?:_mini)?"))
         match = re.fullmatch(pattern, merged_suffix(name)[0])
         return (match["tag"], match["split"]) if match else None
 
@@ -108,7 +113,8 @@ class Target:
 
     def required(self, annotations: bool) -> Tuple[str, ...]:
         """The neutral keys its infos need for a split with or without annotations."""
-        return tuple(key for key in self.needs if annotations or key not in GT_KEYS and key not in self.extras)
+        return tuple(key for key in self.needs if annotations or key not in GT_KEYS
+                     and (key not in self.extras or not self.annotated_extras))
 
     def layout(self, options: BuildOptions, default_root: str) -> Tuple[str, int]:
         """(path root, LiDAR sweeps) of its neutral infos: targets with the same layout share them."""
@@ -120,7 +126,7 @@ class Target:
         neutral infos of the same rows and layout already built for another target (extras are added)."""
         root, max_sweeps = self.layout(options, parts.root_path)
         infos = shared if shared is not None else [parts.neutral(s, annotations, root, max_sweeps) for s in rows]
-        if annotations:
+        if annotations or not self.annotated_extras:
             for name, extra in self.extras.items():
                 for info, s in zip(infos, rows):
                     info[name] = extra(parts, s, options)
@@ -129,9 +135,10 @@ class Target:
 
 def targets() -> Dict[str, Target]:
     """Every target by name (imported here: the target modules import this one)."""
-    from occprep.targets import bevdet, bevformer, mmdet3d, mmdet3d_v2, streampetr
+    from occprep.targets import bevdet, bevformer, mmdet3d, mmdet3d_v2, sparsebev, streampetr
 
-    return {t.name: t for t in (bevformer.TARGET, mmdet3d.TARGET, mmdet3d_v2.TARGET, bevdet.TARGET, streampetr.TARGET)}
+    return {t.name: t for t in (bevformer.TARGET, mmdet3d.TARGET, mmdet3d_v2.TARGET, bevdet.TARGET, streampetr.TARGET,
+                                sparsebev.TARGET)}
 
 
 def parse_targets(text: str) -> List[Target]:
@@ -170,6 +177,9 @@ def identify(data: object, file_name: str = "") -> Optional[Target]:
             return known["streampetr"]
         if "ann_infos" in first or "occ_path" in first:
             return known["bevdet"]
+        cams = first.get("cams") if isinstance(first.get("cams"), dict) else {}
+        if any(isinstance(cam, dict) and "sensor2global_rotation" in cam for cam in cams.values()):
+            return known["sparsebev"]
         return known["mmdet3d"] if "lidar_path" in first else None
     named = [t for t in known.values() if t.name != "mmdet3d-v2" and t.parse_file_name(file_name)]
     return max(named, key=lambda t: len(t.file_pattern), default=None)
