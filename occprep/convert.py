@@ -102,7 +102,7 @@ def _from_tables(request: ConvertRequest, target: Target, version: str, tokens: 
         raise OccprepError(f"--root-path {request.root_path}: no {version}/ folder (the input's version); pass the "
                            "dataset root that holds it")
     config = dataset_config(request.config_name)
-    scanned = scan_version(root / version, config, request.config_name, reporter, target.camera_sweeps)
+    scanned = scan_version(root / version, config, request.config_name, reporter, [target])
     can_bus = CanBus({}, {})
     if need_can_bus:
         if request.canbus is None:

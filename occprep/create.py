@@ -262,8 +262,7 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
     results = []
     with Staging() as staging:
         for concrete in versions:
-            scanned = scan_version(root / concrete, config, config_name, reporter,
-                                   any(target.camera_sweeps for target in chosen))
+            scanned = scan_version(root / concrete, config, config_name, reporter, chosen)
             can_bus = read_can_bus(canbus_root, scanned.scenes.name, config, reporter)
             plan = custom_plan or official_plan(concrete)
             result = infos_from_scan(scanned, can_bus, config, root_path, plan, concrete, options, reporter,
@@ -276,10 +275,12 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
 
 
 def scan_version(version_dir: Path, config: DatasetConfig, config_name: str, reporter: Reporter,
-                 camera_sweeps: bool = False) -> Scan:
+                 chosen: Sequence[Target] = ()) -> Scan:
     """Read (the parts `scan` uses of) one version folder's tables and scan them, checking that the
-    channels and categories the config names exist (`camera_sweeps`: see `scan`)."""
-    tables = read_scan_tables(version_dir, config, reporter, camera_sweeps)
+    channels and categories the config names exist; what is read beyond the defaults follows what the
+    `chosen` targets need (camera sweeps, image sizes and attributes)."""
+    camera_sweeps = any(target.camera_sweeps for target in chosen)
+    tables = read_scan_tables(version_dir, config, reporter, camera_sweeps, any(target.details for target in chosen))
     check_config_names(config, tables, config_name)
     with _gc_paused():
         return scan(tables, config, camera_sweeps)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -80,10 +80,10 @@ class Readings:
     """Relative to the dataset root, as in the table."""
     timestamp: np.ndarray
     """(R,) int64, µs."""
-    width: np.ndarray
-    """(R,) int64, image width, px (0 for LiDAR)."""
-    height: np.ndarray
-    """(R,) int64, image height, px (0 for LiDAR)."""
+    width: Optional[np.ndarray]
+    """(R,) int64, image width, px (0 for LiDAR); None unless read (`read_scan_tables(details=True)`)."""
+    height: Optional[np.ndarray]
+    """(R,) int64, image height, px (0 for LiDAR); None unless read."""
     calibration: np.ndarray
     """(R,) int64, row of the sensor -> ego transform in `Scan.calibrations`."""
     ego_pose: np.ndarray
@@ -129,10 +129,11 @@ class Annotations:
     velocity: np.ndarray
     """(A, 3) float64, m/s, global frame (nuScenes-devkit `box_velocity`; NaN when unknown)."""
     category: List[str]
-    attribute: List[str]
-    """Name of the box's first attribute ('None' when it has none), as mmdet3d's converters take it."""
-    visibility: List[str]
-    """`visibility_token` ('1'-'4', '' when absent)."""
+    attribute: Optional[List[str]]
+    """Name of the box's first attribute ('None' when it has none), as mmdet3d's converters take it;
+    None unless read (`read_scan_tables(details=True)`)."""
+    visibility: Optional[List[str]]
+    """`visibility_token` ('1'-'4', '' when absent); None unless read."""
     num_lidar_pts: np.ndarray
     """(A,) int64."""
     num_radar_pts: np.ndarray

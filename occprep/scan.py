@@ -122,12 +122,7 @@ def _annotations(tables: Tables, sample_row: Dict[str, int], sample_time: np.nda
     if None in category:
         bad = records[category.index(None)]
         raise _unresolved("sample_annotation", "instance_token", bad.instance_token, bad.token)
-    attribute_name = {a.token: a.name for a in tables.attribute}
-    first_attribute = [a.attribute_tokens[0] if a.attribute_tokens else "" for a in records]
-    attribute = [attribute_name.get(token, "None" if not token else None) for token in first_attribute]
-    if None in attribute:
-        bad = records[attribute.index(None)]
-        raise _unresolved("sample_annotation", "attribute_tokens", first_attribute[attribute.index(None)], bad.token)
+    attribute = _first_attributes(records, tables.attribute) if _has_field(records, "attribute_tokens") else None
     translation = stack([a.translation for a in records], 3)
     velocity = _box_velocity(translation, sample_time[sample], prev, next_)
 
@@ -140,12 +135,30 @@ def _annotations(tables: Tables, sample_row: Dict[str, int], sample_time: np.nda
         rotation=stack([a.rotation for a in records], 4)[order],
         velocity=velocity[order],
         category=[category[i] for i in order.tolist()],
-        attribute=[attribute[i] for i in order.tolist()],
-        visibility=[records[i].visibility_token for i in order.tolist()],
+        attribute=None if attribute is None else [attribute[i] for i in order.tolist()],
+        visibility=([records[i].visibility_token for i in order.tolist()]
+                    if _has_field(records, "visibility_token") else None),
         num_lidar_pts=np.array([a.num_lidar_pts for a in records], dtype=np.int64)[order],
         num_radar_pts=np.array([a.num_radar_pts for a in records], dtype=np.int64)[order],
     )
     return annotations, offsets
+
+
+def _has_field(records: list, name: str) -> bool:
+    """Whether the (field-subset) records were decoded with field `name` (see `read_scan_tables`); True
+    for no records (nothing is missing)."""
+    return not records or name in type(records[0]).__struct_fields__
+
+
+def _first_attributes(records: list, attributes: list) -> List[str]:
+    """Name of each annotation's first attribute ('None' when it has none), as mmdet3d's converters take it."""
+    attribute_name = {a.token: a.name for a in attributes}
+    first = [a.attribute_tokens[0] if a.attribute_tokens else "" for a in records]
+    names = [attribute_name.get(token, "None" if not token else None) for token in first]
+    if None in names:
+        bad = names.index(None)
+        raise _unresolved("sample_annotation", "attribute_tokens", first[bad], records[bad].token)
+    return names
 
 
 def _box_velocity(translation: np.ndarray, time_s: np.ndarray, prev: np.ndarray, next_: np.ndarray,
@@ -211,8 +224,9 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False) -> 
         token=[r.token for r in kept],
         filename=[r.filename for r in kept],
         timestamp=np.fromiter((r.timestamp for r in kept), dtype=np.int64, count=count),
-        width=np.fromiter((r.width for r in kept), dtype=np.int64, count=count),
-        height=np.fromiter((r.height for r in kept), dtype=np.int64, count=count),
+        width=np.fromiter((r.width for r in kept), dtype=np.int64, count=count) if _has_field(kept, "width") else None,
+        height=np.fromiter((r.height for r in kept), dtype=np.int64, count=count) if _has_field(kept, "height")
+        else None,
         calibration=np.array(kept_calibration, dtype=np.int64),
         ego_pose=np.fromiter((pose_of_token[r.ego_pose_token] for r in kept), dtype=np.int64, count=count),
         scene=sample_scene[reading_sample],
@@ -255,22 +269,29 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False) -> 
 
 
 SampleDataFields = field_subset(SampleData, "token sample_token ego_pose_token calibrated_sensor_token timestamp "
-                                            "is_key_frame height width filename prev")
+                                            "is_key_frame filename prev")
 EgoPoseFields = field_subset(EgoPose, "token rotation translation")
-AnnotationFields = field_subset(SampleAnnotation, "token sample_token instance_token visibility_token attribute_tokens "
-                                                  "translation size rotation prev next num_lidar_pts num_radar_pts")
+AnnotationFields = field_subset(SampleAnnotation, "token sample_token instance_token translation size rotation prev "
+                                                  "next num_lidar_pts num_radar_pts")
 """The fields of the three big tables that `scan` reads."""
+DetailedSampleDataFields = field_subset(SampleData, " ".join(SampleDataFields.__struct_fields__) + " height width")
+DetailedAnnotationFields = field_subset(SampleAnnotation, " ".join(AnnotationFields.__struct_fields__)
+                                        + " visibility_token attribute_tokens")
+"""The same with what the camera-box targets also read: image sizes, visibility and attributes."""
 _SensorKey = field_subset(SampleData, "calibrated_sensor_token is_key_frame")
 _TokenKey = field_subset(EgoPose, "token")
 
 
-def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporter, camera_sweeps: bool = False) -> Tables:
+def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporter, camera_sweeps: bool = False,
+                     details: bool = False) -> Tables:
     """The tables of `version_dir` as far as `scan` reads them, for speed and memory on big versions.
 
     Small tables are read whole. Of the three big ones only the fields `scan` reads are decoded
     (`*Fields` records in place of the table records); of big sample_data and ego_pose files only
     the records `scan` can use are kept: the lidar and keyframe camera readings of `config` (and
     any whose sensor does not resolve, so `scan` can name it) and the poses those readings use.
+    `camera_sweeps` also keeps the cameras' non-keyframe readings; `details` decodes image sizes,
+    visibility and attributes (the `Detailed*Fields`), which only some targets read.
     """
     big = {"sample_data", "ego_pose", "sample_annotation"}
     with reporter.progress(total=len(TABLE_TYPES), desc=f"tables {Path(version_dir).name}", unit="table") as bar:
@@ -287,12 +308,15 @@ def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporte
             return [r.calibrated_sensor_token not in other
                     and (r.is_key_frame or camera_sweeps or r.calibrated_sensor_token not in camera) for r in records]
 
-        tables["sample_data"] = read_records(version_dir, "sample_data", SampleDataFields, (_SensorKey, wanted))
+        tables["sample_data"] = read_records(version_dir, "sample_data",
+                                             DetailedSampleDataFields if details else SampleDataFields,
+                                             (_SensorKey, wanted))
         bar.update()
         used_poses = {r.ego_pose_token for r in tables["sample_data"]}
         tables["ego_pose"] = read_records(version_dir, "ego_pose", EgoPoseFields,
                                           (_TokenKey, lambda records: [r.token in used_poses for r in records]))
         bar.update()
-        tables["sample_annotation"] = read_records(version_dir, "sample_annotation", AnnotationFields)
+        tables["sample_annotation"] = read_records(version_dir, "sample_annotation",
+                                                   DetailedAnnotationFields if details else AnnotationFields)
         bar.update()
     return Tables(**tables)

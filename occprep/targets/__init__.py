@@ -87,6 +87,8 @@ class Target:
     """The reference's LiDAR sweeps per info (when `--max-sweeps` is not given)."""
     camera_sweeps: bool = False
     """It needs the cameras' non-keyframe readings (`occprep.scan.scan`)."""
+    details: bool = False
+    """It needs image sizes, visibility and attributes (`occprep.scan.read_scan_tables`)."""
     root_path: Optional[str] = None
     """The reference's path root (when `--root-path` is not given); None: the command's default."""
 

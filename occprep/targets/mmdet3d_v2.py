@@ -200,4 +200,5 @@ TARGET = Target(
     assemble=assemble,
     neutral=neutral,
     extras={"cam_instances": cam_instances},
+    details=True,
 )

@@ -115,4 +115,5 @@ TARGET = Target(
     assemble=assemble,
     neutral=neutral,
     extras={"cameras_2d": cameras_2d},
+    details=True,
 )
