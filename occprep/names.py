@@ -1,8 +1,9 @@
 """Names the user gives (scenes, tokens, categories, labels, sensors) checked against what the data holds.
 
-`unknown_names` is the one check every flag and config file that names records goes through: an
-unknown name is an error that lists every such name with the closest existing ones, so a typo
-(`scene-916` for `scene-0916`) is caught and the right name offered.
+`check_names` (and `unknown_message`, for a check that reports instead of raising) is the one check
+every flag and config file that names records goes through: an unknown name is an error that lists
+every such name with the closest existing ones, so a typo (`scene-916` for `scene-0916`) is caught and
+the right name offered.
 """
 
 from __future__ import annotations
