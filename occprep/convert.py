@@ -21,7 +21,7 @@ from occprep.create import CreateOptions, check_root_path, infos_from_scan, reso
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write
 from occprep.names import check_names
-from occprep.merge import load_infos
+from occprep.merge import load_infos, records_key
 from occprep.pickles import write_pickle
 from occprep.records import CanBus
 from occprep.reporting import Reporter
@@ -176,17 +176,12 @@ def convert(request: ConvertRequest, reporter: Reporter) -> Tuple[dict, List[str
     return summary, lines
 
 
-def records(data: object) -> List[dict]:
-    """The per-sample records of a loaded pickle of any target."""
-    return data["data_list"] if "data_list" in data else data["infos"]
-
-
 def carry_over(data: object, source: Target, built: object, merged: bool) -> List[str]:
     """Copy onto the built records the keys the source's records have beyond its own format (what
     `merge-occ` or another tool added; for a merged file also the occupancy keys of its own format),
     values as they are; returns those keys."""
     carried: List[str] = []
-    for record, out in zip(records(data), records(built)):
+    for record, out in zip(data[records_key(data)], built[records_key(built)]):
         for key in record:
             if key not in source.writes or merged and key in OCCUPANCY_KEYS:
                 out[key] = record[key]
