@@ -25,7 +25,8 @@ import numpy as np
 from occprep.blobs import missing_files
 from occprep.config import DatasetConfig, config_problems
 from occprep.errors import OccprepError
-from occprep.layout import fix_canbus, fix_occ_root, fix_root_path, fix_unity_root, misplaced_sensor_folders
+from occprep.layout import (OPENOCC_RELEASE, fix_canbus, fix_occ_root, fix_root_path, fix_unity_root,
+                            is_occupancy_root, misplaced_sensor_folders)
 from occprep.occupancy import openocc_index_path, read_openocc_index, scan_occ3d_tree
 from occprep.reporting import Reporter
 from occprep.splits import devkit_scene_lists
@@ -528,7 +529,7 @@ def _check_occupancy(request: CheckRequest, samples_by_scene: Dict[str, List[str
     """Occupancy GT coverage per split: OpenOcc v1 `occ_gt_{split}.json` or an Occ3D `gts/` tree."""
     candidates = ([request.occ_root] if request.occ_root else
                   [request.root_path.parent / "occ_gt_release_v1_0", request.root_path, request.root_path.parent])
-    found = [c for c in candidates if _is_openocc_root(c) or (c / "gts").is_dir()]
+    found = [c for c in candidates if _is_openocc_root(c) or is_occupancy_root(str(c), "occ3d")]
     if not found:
         if request.occ_root:
             fix = fix_occ_root(str(request.occ_root), "openocc-v1") or fix_occ_root(str(request.occ_root), "occ3d")
@@ -554,7 +555,8 @@ def _check_occupancy(request: CheckRequest, samples_by_scene: Dict[str, List[str
 
 
 def _is_openocc_root(folder: Path) -> bool:
-    return folder.is_dir() and (folder.name == "occ_gt_release_v1_0" or any(folder.glob("occ_gt_*.json")))
+    """An OpenOcc v1 release root, or a folder named like one (so a missing index is reported)."""
+    return folder.is_dir() and (folder.name == OPENOCC_RELEASE or is_occupancy_root(str(folder), "openocc-v1"))
 
 
 def _occupancy_splits(scenes: List[Tuple[str, str]], scene_lists: Dict[str, List[str]]) -> List[str]:

@@ -57,13 +57,10 @@ def read_source(path: Path) -> Tuple[object, Target]:
 
 
 def _version_and_annotations(data: object, neutral: List[dict], source: Target) -> Tuple[str, bool]:
-    if source.name == "mmdet3d-v2":
-        version = data["metainfo"].get("version", "")
-        annotations = any("cam_instances" in info for info in neutral) or (not neutral and "test" not in version)
-    else:
-        version = (data.get("metadata") or {}).get("version", "")
-        annotations = any("gt_boxes" in info for info in neutral) or (not neutral and "test" not in version)
-    return version, annotations
+    """The input's dataset version, and whether it has annotations (an empty one: unless it is a test set)."""
+    meta, annotated_key = ("metainfo", "cam_instances") if source.name == "mmdet3d-v2" else ("metadata", "gt_boxes")
+    version = (data.get(meta) or {}).get("version", "")
+    return version, any(annotated_key in info for info in neutral) or (not neutral and "test" not in version)
 
 
 def output_path(request: ConvertRequest, source: Target, target: Target, version: str) -> Path:

@@ -66,6 +66,15 @@ class InfoParts:
             self._memo[key] = compute()
         return self._memo[key]
 
+    def labels(self, consumer: str) -> np.ndarray:
+        """(A,) int64 label id of every box in `consumer`'s label order (the config's `label_orders`), -1 for
+        names outside it; computed once per consumer."""
+        def compute() -> np.ndarray:
+            order = {name: label for label, name in enumerate(self.config.label_order(consumer))}
+            return np.array([order.get(name, -1) for name in self.names], dtype=np.int64)
+
+        return self.memo(f"labels {consumer}", compute)
+
     def paths(self, root: Optional[str] = None) -> List[str]:
         """`data_path` of every reading under `root` (default: the root as typed), computed once per root."""
         root = self.root_path if root is None else root

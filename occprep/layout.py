@@ -169,17 +169,15 @@ def fix_occ_root(given: str, format_: str) -> Optional[PathFix]:
     the Occ3D `gts/` folder itself, a scene folder inside it, or the folder above its parent."""
     folder = Path(given)
     flag = "--occ-root"
+    if is_occupancy_root(given, format_):
+        return None
     if format_ == "openocc-v1":
-        if _has_openocc_index(folder):
-            return None
         for sub in _dirs(folder, preferred=(OPENOCC_RELEASE,)) if folder.is_dir() else []:
             if _has_openocc_index(sub):
                 return PathFix(flag, given, child(given, sub.name), "one level above the OpenOcc v1 release")
         if _has_openocc_index(Path(parent(given))):
             return PathFix(flag, given, parent(given), "inside the OpenOcc v1 release (its parent holds "
                            "occ_gt_{split}.json)")
-        return None
-    if (folder / "gts").is_dir():
         return None
     if folder.name == "gts" and folder.is_dir():
         return PathFix(flag, given, parent(given), "the gts/ folder itself (give the folder that holds it)")

@@ -45,8 +45,7 @@ def ego_boxes(parts: InfoParts) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     velocity = np.where(np.isnan(annotations.velocity).any(axis=1, keepdims=True), 0.0, annotations.velocity)
     rows = np.concatenate([ego_from_global.apply(annotations.translation), annotations.size[:, [1, 0, 2]],
                            geometry.yaw(orientation)[:, None], ego_from_global.rotate(velocity)[:, :2]], axis=1)
-    order = {name: label for label, name in enumerate(config.label_order("bevdet"))}
-    labels = np.array([order.get(name, -1) for name in parts.names], dtype=np.int64)
+    labels = parts.labels("bevdet")
     kept = (labels >= 0) & (annotations.num_lidar_pts + annotations.num_radar_pts > 0)
     return rows, labels, kept
 

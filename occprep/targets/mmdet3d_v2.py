@@ -39,8 +39,7 @@ class _CameraValues:
     def __init__(self, parts: InfoParts, options: BuildOptions) -> None:
         scan = parts.scan
         self.dtype = _dtype(options)
-        label = {name: i for i, name in enumerate(parts.config.label_order("mmdet3d"))}
-        labels = np.array([label.get(name, -1) for name in parts.names], dtype=np.int64)
+        labels = parts.labels("mmdet3d")
         attributes = parts.config.label_order("mmdet3d-attributes")
         unknown = unknown_names(scan.annotations.attribute, attributes)
         if unknown:

@@ -40,8 +40,7 @@ class _CameraLists:
     def __init__(self, parts: InfoParts) -> None:
         scan = parts.scan
         seen = camera_boxes(scan)
-        label = {name: i for i, name in enumerate(parts.config.label_order("mmdet3d"))}
-        labels = np.array([label.get(name, -1) for name in parts.names], dtype=np.int64)[seen.box]
+        labels = parts.labels("mmdet3d")[seen.box]
         center_2d, depth = project_centres(scan, seen)
         x1, y1, x2, y2 = seen.bbox.T
         width, height = x2 - x1, y2 - y1
