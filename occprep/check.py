@@ -25,9 +25,9 @@ import numpy as np
 from occprep.blobs import missing_files
 from occprep.config import DatasetConfig, config_problems
 from occprep.errors import OccprepError
-from occprep.layout import (OPENOCC_RELEASE, fix_canbus, fix_occ_root, fix_root_path, fix_unity_root,
+from occprep.layout import (OCCUPANCY_ROOTS, OPENOCC_RELEASE, fix_canbus, fix_occ_root, fix_root_path, fix_unity_root,
                             is_occupancy_root, misplaced_sensor_folders)
-from occprep.occupancy import openocc_index_path, read_openocc_index, scan_occ3d_tree
+from occprep.occupancy import FORMATS, LAYOUTS, LidarKeyframe, lidar_keyframes, openocc_v1
 from occprep.reporting import Reporter
 from occprep.splits import devkit_scene_lists
 from occprep.tables import TABLE_TYPES, field_subset, iter_record_batches
@@ -115,7 +115,7 @@ def check_nuscenes(request: CheckRequest, config: DatasetConfig, reporter: Repor
     scene_lists = devkit_scene_lists()
     findings += _check_canbus(request.canbus, request.root_path, scenes, config, scene_lists["test"])
     if scenes:
-        findings += _check_occupancy(request, samples_by_scene, scenes, scene_lists)
+        findings += _check_occupancy(request, samples_by_scene, scenes, scene_lists, config)
     return findings
 
 
@@ -525,38 +525,45 @@ def _some(names: Sequence[str], n: int = 5) -> str:
 
 
 def _check_occupancy(request: CheckRequest, samples_by_scene: Dict[str, List[str]],
-                     scenes: List[Tuple[str, str]], scene_lists: Dict[str, List[str]]) -> List[Finding]:
-    """Occupancy GT coverage per split: OpenOcc v1 `occ_gt_{split}.json` or an Occ3D `gts/` tree."""
+                     scenes: List[Tuple[str, str]], scene_lists: Dict[str, List[str]],
+                     config: DatasetConfig) -> List[Finding]:
+    """Occupancy GT coverage per split, for every release layout found (`occprep.occupancy.LAYOUTS`)."""
+    root = request.root_path
     candidates = ([request.occ_root] if request.occ_root else
-                  [request.root_path.parent / "occ_gt_release_v1_0", request.root_path, request.root_path.parent])
-    found = [c for c in candidates if _is_openocc_root(c) or is_occupancy_root(str(c), "occ3d")]
+                  list(dict.fromkeys([root, root.parent, *(root.parent / r.usual for r in OCCUPANCY_ROOTS.values())])))
+    found = [(c, fmt) for c in candidates for fmt in FORMATS if _is_root(c, fmt)]
     if not found:
         if request.occ_root:
-            fix = fix_occ_root(str(request.occ_root), "openocc-v1") or fix_occ_root(str(request.occ_root), "occ3d")
+            fix = next(filter(None, (fix_occ_root(str(request.occ_root), fmt) for fmt in FORMATS)), None)
             return [Finding((str(request.occ_root),), "error", "no occupancy ground truth here"
                             + (f": this is {fix.what}" if fix else ""),
-                            f"use {fix.flags}" if fix else "--occ-root must name occ_gt_release_v1_0/ (OpenOcc v1, "
-                            "holding occ_gt_{split}.json) or the folder that holds gts/ (Occ3D)")]
+                            f"use {fix.flags}" if fix else "--occ-root must name the folder that holds "
+                            + " or ".join(f"{r.holds} ({fmt})" for fmt, r in OCCUPANCY_ROOTS.items()))]
         return [Finding(("occupancy",), "skip", f"none found in {', '.join(str(c) for c in candidates)} "
                         "(pass --occ-root); only merge-occ needs it")]
     in_tree = {name for _, name in scenes}
+    lidar: Dict[str, LidarKeyframe] = {}
+    if any(LAYOUTS[fmt].needs_lidar for _, fmt in found):
+        for version in sorted({v for v, _ in scenes}):
+            lidar.update(lidar_keyframes(str(root), version, config.lidar_channel))
     findings = []
-    for occ_root in found:
-        occ3d = None if _is_openocc_root(occ_root) else scan_occ3d_tree(str(occ_root))
+    for occ_root, fmt in found:
+        index = None if fmt == "openocc-v1" else LAYOUTS[fmt].index(str(occ_root), "", lidar)
         for split in _occupancy_splits(scenes, scene_lists):
             wanted = {t for s in scene_lists[split] if s in in_tree for t in samples_by_scene.get(s, ())}
-            if occ3d is None:
+            if index is None:
                 findings.append(_openocc_coverage(occ_root, split, wanted))
             else:
-                present = {t for t in wanted & set(occ3d.samples)
-                           if (occ_root / occ3d.samples[t].paths["occ_gt_path"]).is_file()}
-                findings.append(_coverage((str(occ_root / "gts"), split), wanted, present, "Occ3D labels.npz"))
+                present = {t for t in wanted & set(index.samples)
+                           if all(os.path.isfile(f) for f in index.samples[t].files.values())}
+                findings.append(_coverage((str(index.source), split), wanted, present, OCCUPANCY_ROOTS[fmt].title))
     return findings
 
 
-def _is_openocc_root(folder: Path) -> bool:
-    """An OpenOcc v1 release root, or a folder named like one (so a missing index is reported)."""
-    return folder.is_dir() and (folder.name == OPENOCC_RELEASE or is_occupancy_root(str(folder), "openocc-v1"))
+def _is_root(folder: Path, format_: str) -> bool:
+    """A root of `format_`; for OpenOcc v1 also a folder named like its release (so a missing index is reported)."""
+    return is_occupancy_root(str(folder), format_) or format_ == "openocc-v1" and folder.name == OPENOCC_RELEASE \
+        and folder.is_dir()
 
 
 def _occupancy_splits(scenes: List[Tuple[str, str]], scene_lists: Dict[str, List[str]]) -> List[str]:
@@ -569,13 +576,13 @@ def _occupancy_splits(scenes: List[Tuple[str, str]], scene_lists: Dict[str, List
 def _openocc_coverage(occ_root: Path, split: str, wanted: Set[str]) -> Finding:
     """OpenOcc v1 publishes trainval indexes only; mini splits are covered by the trainval ones."""
     index_split = {"mini_train": "train", "mini_val": "val"}.get(split, split)
-    path = openocc_index_path(occ_root, index_split)
+    path = openocc_v1.index_path(occ_root, index_split)
     item = (str(occ_root), path.name if index_split == split else f"{path.name} ({split})")
     if not path.is_file():
         return Finding(item, "warn", "index missing",
                        f"OpenOcc v1 ships {path.name} in occ_gt_release_v1_0/: extract it into {occ_root}")
     try:
-        indexed = set(read_openocc_index(path).samples)
+        indexed = set(openocc_v1.read_index(path).samples)
     except OccprepError as exc:
         return Finding(item, "warn", f"does not parse: {exc}", "download the index again")
     return _coverage(item, wanted, indexed, "OpenOcc v1 index")
@@ -587,7 +594,7 @@ def _coverage(item: Tuple[str, ...], wanted: Set[str], present: Set[str], name: 
     if covered == len(wanted):
         return Finding(item, "ok", message)
     return Finding(item, "warn", message + f" ({len(wanted) - covered:,} without: merge-occ will name them)",
-                   "extract every part of the occupancy release; OpenOcc v1/Occ3D cover trainval only "
+                   "extract every part of the occupancy release; the releases cover trainval only "
                    "(for v1.0-mini the trainval labels cover the mini tokens)")
 
 

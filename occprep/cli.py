@@ -12,6 +12,7 @@ from click.core import ParameterSource
 
 from occprep import __version__
 from occprep.errors import OccprepError
+from occprep.occupancy import FORMATS as OCCUPANCY_FORMATS
 from occprep.reporting import Reporter
 
 _debug = False
@@ -50,15 +51,21 @@ def cli() -> None:
 @click.option("--infos-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the create-infos output (e.g. {extra_tag}_infos_temporal_{split}.pkl).")
 @click.option("--occ-root", required=True,
-              help="The occupancy release: OpenOcc v1 (occ_gt_{split}.json + files) or the folder holding Occ3D's gts/.")
+              help="The occupancy release: OpenOcc v1 (holds occ_gt_{split}.json), the folder holding Occ3D's gts/ or "
+                   "OpenOcc v2's openocc_v2/, SurroundOcc's nuscenes_occ (holds samples/*.npy) or nuScenes-Occupancy "
+                   "(holds scene_<token>/occupancy/).")
 @click.option("--extra-tag", default="nuscenes", show_default=True, help="Prefix of the info file names.")
 @click.option("--target", default="bevformer", show_default=True,
               help="Format of the infos (their file names): bevformer, mmdet3d, mmdet3d-v2, bevdet, streampetr or sparsebev.")
 @click.option("--splits", default="train,val", show_default=True, help="Comma-separated: train, val, test.")
-@click.option("--format", "format_", type=click.Choice(["openocc-v1", "occ3d"]), default="openocc-v1",
+@click.option("--format", "format_", type=click.Choice(list(OCCUPANCY_FORMATS)), default="openocc-v1",
               show_default=True, help="Ground truth layout.")
+@click.option("--root-path", help="The nuScenes folder with the infos' version: surroundocc and openoccupancy name "
+                                  "files by LiDAR reading, which the tables give.")
+@click.option("--version", "version", help="The version folder under --root-path (default: the one the infos name).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where merged pickles go (default: the occ root, as the reference does).")
+              help="Where merged pickles go (default: where the format's consumers read them: the occ root; "
+                   "surroundocc: its parent; openoccupancy: --infos-dir).")
 @click.option("--allow-missing", is_flag=True,
               help="Write the infos that have ground truth and report the rest, instead of failing.")
 @click.option("--verify", is_flag=True, help="Open and check every ground truth file (shape, dtype, ranges).")
@@ -71,15 +78,15 @@ def cli() -> None:
               help="Base directory for --path-style relative.")
 @reporting_options
 def merge_occ_command(reporter: Reporter, infos_dir: Path, occ_root: str, extra_tag: str, target: str, splits: str,
-                      format_: str, out_dir: Path, allow_missing: bool, verify: bool, workers: int,
-                      path_style: str, path_root: Path) -> None:
+                      format_: str, root_path: str, version: str, out_dir: Path, allow_missing: bool, verify: bool,
+                      workers: int, path_style: str, path_root: Path) -> None:
     """Merge occupancy/flow ground truth paths into temporal infos, reporting coverage."""
     from occprep.merge import MergeOptions, merge_occ, parse_splits, summarize
 
     options = MergeOptions(infos_dir=infos_dir, occ_root=occ_root, format=format_, extra_tag=extra_tag,
                            splits=parse_splits(splits), out_dir=out_dir, allow_missing=allow_missing,
                            verify=verify, workers=workers, path_style=path_style, path_root=path_root,
-                           target=target)
+                           target=target, root_path=root_path, version=version)
     result = merge_occ(options, reporter)
     reporter.finish(*summarize(result))
     if result.problem:
@@ -155,14 +162,16 @@ def inspect_command(reporter: Reporter, pkl: Path, as_json: bool, all_paths: boo
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
               help="Folder relative occupancy paths start from (default: tried from the current directory, "
                    "then the pickle's folder and its parents).")
+@click.option("--occ-root", help="The nuScenes-Occupancy folder, for infos merged with --format openoccupancy "
+                                 "(they name no path).")
 @click.option("--no-occupancy", is_flag=True, help="Draw the bird's-eye view only.")
 @reporting_options
 def show_command(reporter: Reporter, pkl: Path, token: str, index: int, out: Path, data_root: Path,
-                 no_occupancy: bool) -> None:
+                 occ_root: str, no_occupancy: bool) -> None:
     """Draw one sample: boxes, velocities, camera frusta in the LiDAR frame, and its occupancy from above."""
     from occprep.show import show_sample
 
-    shown = show_sample(pkl, token, index, out, data_root, occupancy=not no_occupancy)
+    shown = show_sample(pkl, token, index, out, data_root, occupancy=not no_occupancy, occ_root=occ_root)
     occupancy = f" (occupancy from {shown.occupancy})" if shown.occupancy else ""
     reporter.finish({"out": str(shown.out), "token": shown.token,
                      "occupancy": str(shown.occupancy) if shown.occupancy else None}, [f"wrote {shown.out}{occupancy}"])
@@ -263,10 +272,10 @@ def convert_command(reporter: Reporter, pkl: Path, to: str, out: Path, root_path
               help="Keyframes (2 Hz) per scene.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
 @click.option("--occ", default=None,
-              help="Comma-separated occupancy formats: openocc-v1,occ3d; empty for none. "
-                   "Default: both for v1.0-mini, none for v1.0-trainval (disk per keyframe: OpenOcc v1 ~1.3 MB, "
-                   "Occ3D ~20 KB). "
-                   "Test scenes never get occupancy.")
+              help="Comma-separated occupancy formats: openocc-v1, occ3d, openocc-v2, surroundocc, openoccupancy; "
+                   "empty for none. Default: openocc-v1,occ3d,openocc-v2 for v1.0-mini, none for the others (disk "
+                   "per keyframe: OpenOcc v1 ~1.4 MB, Occ3D and OpenOcc v2 ~30 KB, SurroundOcc ~2.3 MB, "
+                   "OpenOccupancy ~6.6 MB). Test scenes never get occupancy.")
 @click.option("--blobs", type=click.Choice(["none", "empty", "tiny"]), default="none", show_default=True,
               help="Sensor files at every sample_data filename: none; empty (zero bytes); tiny (grey 1600x900 "
                    "JPEGs, 256-point .pcd.bin, 4-point radar .pcd).")

@@ -54,7 +54,16 @@ class OccupancyFormat(msgspec.Struct, frozen=True):
     classes: Tuple[str, ...]
     """Semantic class names by label id."""
     free_label: int
-    """Label id of empty space."""
+    """Label id of empty space (formats that list occupied voxels only: the id occprep's dense grids give the
+    voxels a file does not list)."""
+    suffix: str
+    """What `merge-occ` appends to the stem of the infos file it merges into."""
+    consumer_file: str = ""
+    """The merged file's name its consumers read (`{tag}`, `{split}`), when merged into BEVFormer infos;
+    empty: the infos file's stem and `suffix`."""
+    out_dir: str = "occ_root"
+    """Where `merge-occ` writes by default, as its consumers expect: 'occ_root', 'occ_root_parent' or
+    'infos_dir'."""
 
 
 def config_problems(config: DatasetConfig, given: str, channels: Collection[str], categories: Collection[str]) -> List[str]:
@@ -97,5 +106,5 @@ def dataset_config(name_or_path: str = "nuscenes") -> DatasetConfig:
 
 
 def occupancy_format(name_or_path: str) -> OccupancyFormat:
-    """The occupancy convention `name_or_path` ('openocc-v1', 'occ3d' or a JSON file)."""
+    """The occupancy convention `name_or_path` (a bundled `configs/occ-<name>.json` or a JSON file)."""
     return load_config(name_or_path, OccupancyFormat, "occ-")

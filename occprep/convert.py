@@ -17,9 +17,10 @@ from typing import Dict, List, Optional, Tuple
 from occprep import boxes
 from occprep.canbus import read_can_bus
 from occprep.config import dataset_config
-from occprep.create import CreateOptions, check_root_path, infos_from_scan, resolve_canbus, scan_version
+from occprep.create import CreateOptions, infos_from_scan, resolve_canbus, scan_version
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write
+from occprep.layout import check_root_path
 from occprep.names import check_names
 from occprep.merge import load_infos, records_key
 from occprep.pickles import write_pickle

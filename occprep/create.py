@@ -25,7 +25,7 @@ from occprep.config import DatasetConfig, config_problems, dataset_config
 from occprep.errors import OccprepError
 from occprep.fileio import Staging
 from occprep.infos import InfoParts
-from occprep.layout import fix_canbus, fix_root_path, misplaced_sensor_folders, version_folders
+from occprep.layout import check_root_path, fix_canbus, misplaced_sensor_folders, version_folders
 from occprep.names import closest, describe_unknown
 from occprep.pickles import write_pickle
 from occprep.records import CanBus, Scan
@@ -302,19 +302,6 @@ def check_config_names(config: DatasetConfig, tables: Tables, given: str) -> Non
     problems = config_problems(config, given, {s.channel for s in tables.sensor}, {c.name for c in tables.category})
     if problems:
         raise OccprepError(problems[0])
-
-
-def check_root_path(root_path: str, version_flag: bool = True) -> Path:
-    """The dataset root as a Path; a one-line error naming the corrected flag for the usual mix-ups
-    (`version_flag=False`: for a command without `--version`)."""
-    root = Path(root_path)
-    if not root.is_dir():
-        raise OccprepError(f"--root-path {root_path}: folder not found; give the nuScenes folder that holds "
-                           "v1.0-*/, maps/, samples/ and sweeps/")
-    fix = fix_root_path(root_path)
-    if fix is not None:
-        raise OccprepError(fix.message(also=version_flag))
-    return root
 
 
 def resolve_canbus(canbus_root: Path, root_path: str) -> Tuple[Path, List[str]]:

@@ -22,7 +22,7 @@ from occprep.fileio import read_json
 from occprep.infos import GT_KEYS
 from occprep.pickles import load_pickle
 from occprep.se3 import SE3
-from occprep.targets import OCCUPANCY_KEYS, identify, targets
+from occprep.targets import OCCUPANCY_KEYS, OCCUPANCY_PATH_KEYS, identify, targets
 
 
 LEGACY = "legacy (infos/metadata, mmdet3d < 1.0)"
@@ -256,7 +256,7 @@ def _paths_by_key(infos: list) -> Dict[str, List[str]]:
     """Path strings per key family: lidar_path, cams.data_path, sweeps.data_path and the occupancy keys."""
     paths: Dict[str, List[str]] = {}
     for info in infos:
-        for key in ("lidar_path",) + OCCUPANCY_KEYS:
+        for key in ("lidar_path",) + OCCUPANCY_PATH_KEYS:
             if isinstance(info.get(key), str):
                 paths.setdefault(key, []).append(info[key])
         for cam in _cams(info).values():

@@ -19,7 +19,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import Iterable, List, NamedTuple, Optional
+
+from occprep.errors import OccprepError
 
 SENSOR_FOLDERS = ("samples", "sweeps")
 OPENOCC_RELEASE = "occ_gt_release_v1_0"
@@ -153,40 +155,73 @@ def misplaced_sensor_folders(given_root: str) -> Optional[str]:
     return None
 
 
-def _has_openocc_index(folder: Path) -> bool:
-    return folder.is_dir() and any(folder.glob("occ_gt_*.json"))
+def _holds(folder: Path, pattern: str) -> bool:
+    """Whether `folder` holds something matching the glob `pattern` (stops at the first match)."""
+    return folder.is_dir() and next(iter(folder.glob(pattern)), None) is not None
+
+
+class OccupancyRoot(NamedTuple):
+    """How to recognise the root of one occupancy release."""
+
+    glob: str
+    """What the root holds, as a glob pattern."""
+    holds: str
+    """The same, as people say it."""
+    usual: str
+    """The folder name the release is usually extracted to."""
+    title: str
+    """The release, for messages."""
+
+
+OCCUPANCY_ROOTS = {
+    "openocc-v1": OccupancyRoot("occ_gt_*.json", "occ_gt_{split}.json", OPENOCC_RELEASE, "OpenOcc v1 release"),
+    "occ3d": OccupancyRoot("gts", "gts/", "nuscenes", "Occ3D release"),
+    "openocc-v2": OccupancyRoot("openocc_v2", "openocc_v2/", "nuscenes", "OpenOcc v2 release"),
+    "surroundocc": OccupancyRoot("samples/*.npy", "samples/<LiDAR file name>.npy", "nuscenes_occ", "SurroundOcc release"),
+    "openoccupancy": OccupancyRoot("scene_*/occupancy", "scene_<scene token>/occupancy/", "nuScenes-Occupancy",
+                                   "nuScenes-Occupancy release"),
+}
+"""Occupancy format -> how its root is recognised."""
 
 
 def is_occupancy_root(given: str, format_: str) -> bool:
-    """Whether `given` is the root of occupancy format `format_` ('openocc-v1': it holds
-    occ_gt_{split}.json; 'occ3d': it holds gts/)."""
-    folder = Path(given)
-    return _has_openocc_index(folder) if format_ == "openocc-v1" else (folder / "gts").is_dir()
+    """Whether `given` is the root of occupancy format `format_`: it holds what `OCCUPANCY_ROOTS` names
+    (e.g. OpenOcc v1: occ_gt_{split}.json; Occ3D: gts/)."""
+    return _holds(Path(given), OCCUPANCY_ROOTS[format_].glob)
 
 
 def fix_occ_root(given: str, format_: str) -> Optional[PathFix]:
-    """`--occ-root` one level off: above or below an OpenOcc v1 release (`occ_gt_{split}.json`), or
-    the Occ3D `gts/` folder itself, a scene folder inside it, or the folder above its parent."""
-    folder = Path(given)
-    flag = "--occ-root"
-    if is_occupancy_root(given, format_):
+    """`--occ-root` one level off: the folder the root holds (Occ3D's `gts/`, SurroundOcc's `samples/`) or
+    one inside the release (a scene), or the folder above the root (the release's usual name tried first)."""
+    if is_occupancy_root(given, format_) or not Path(given).is_dir():
         return None
-    if format_ == "openocc-v1":
-        for sub in _dirs(folder, preferred=(OPENOCC_RELEASE,)) if folder.is_dir() else []:
-            if _has_openocc_index(sub):
-                return PathFix(flag, given, child(given, sub.name), "one level above the OpenOcc v1 release")
-        if _has_openocc_index(Path(parent(given))):
-            return PathFix(flag, given, parent(given), "inside the OpenOcc v1 release (its parent holds "
-                           "occ_gt_{split}.json)")
-        return None
-    if folder.name == "gts" and folder.is_dir():
-        return PathFix(flag, given, parent(given), "the gts/ folder itself (give the folder that holds it)")
-    if Path(parent(given)).name == "gts":
-        return PathFix(flag, given, parent(parent(given)), "a scene folder inside gts/ (give the folder that holds gts/)")
-    for sub in _dirs(folder, preferred=("nuscenes",)) if folder.is_dir() else []:
-        if (sub / "gts").is_dir():
-            return PathFix(flag, given, child(given, sub.name), "one level above the folder that holds gts/")
+    root = OCCUPANCY_ROOTS[format_]
+    up = parent(given)
+    if is_occupancy_root(up, format_):
+        itself = Path(given).name == root.holds.rstrip("/")
+        return PathFix("--occ-root", given, up, f"the {root.holds} folder itself (give the folder that holds it)"
+                       if itself else f"inside the {root.title} (its parent holds {root.holds})")
+    if is_occupancy_root(parent(up), format_):
+        return PathFix("--occ-root", given, parent(up),
+                       f"a scene folder inside the {root.title} (give the folder that holds {root.holds})")
+    for sub in _dirs(Path(given), preferred=(root.usual,)):
+        if is_occupancy_root(str(sub), format_):
+            return PathFix("--occ-root", given, child(given, sub.name),
+                           f"one level above the {root.title} (the folder that holds {root.holds})")
     return None
+
+
+def check_root_path(root_path: str, version_flag: bool = True) -> Path:
+    """The dataset root as a Path; a one-line error naming the corrected flag for the usual mix-ups
+    (`version_flag=False`: for a command without `--version`)."""
+    root = Path(root_path)
+    if not root.is_dir():
+        raise OccprepError(f"--root-path {root_path}: folder not found; give the nuScenes folder that holds "
+                           "v1.0-*/, maps/, samples/ and sweeps/")
+    fix = fix_root_path(root_path)
+    if fix is not None:
+        raise OccprepError(fix.message(also=version_flag))
+    return root
 
 
 def fix_unity_root(given: str) -> Optional[PathFix]:

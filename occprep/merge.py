@@ -8,11 +8,13 @@ ground truth, a ground truth file that is not on disk, a scene that disagrees wi
 them; verification problems always fail the run.
 
 Merged infos are the input dicts with `scene_name` (when absent) and the layout's keys appended
-(OpenOcc v1: `occ_gt_path, flow_gt_path, occ_invalid_path`; Occ3D: `occ_gt_path, occ_path`); the
-top level, `metadata.version` included, is carried over. Path styles: `as-is` writes the paths as
-the release names them (OpenOcc: the JSON strings; Occ3D: `gts/<scene>/<token>/labels.npz` and the
-sample directory joined onto --occ-root as typed); `absolute` and `relative` (to `path_root`) write
-where `PathLocator` found them.
+(`occprep.occupancy.LAYOUTS[...].info_keys`, e.g. OpenOcc v1: `occ_gt_path, flow_gt_path,
+occ_invalid_path`; Occ3D: `occ_gt_path, occ_path`); the top level, `metadata.version` included, is
+carried over. Path styles: `as-is` writes the paths as the release names them (OpenOcc v1: the JSON
+strings; Occ3D: `gts/<scene>/<token>/labels.npz` and the sample directory joined onto --occ-root as
+typed; the others: the file joined onto --occ-root as typed); `absolute` and `relative` (to
+`path_root`) write where `PathLocator` found them. SurroundOcc and OpenOccupancy name files by the
+keyframe's LiDAR reading, so they need the tables (`root_path`, the infos' version).
 """
 
 from __future__ import annotations
@@ -24,25 +26,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from occprep.config import occupancy_format
+from occprep.config import dataset_config, occupancy_format
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write
-from occprep.layout import fix_occ_root, is_occupancy_root
+from occprep.layout import fix_occ_root, is_occupancy_root, parent
 from occprep.names import closest, describe_unknown
 from occprep.occupancy import (
     FORMATS,
     LAYOUTS,
     GtIndex,
     GtSample,
+    LidarKeyframes,
     PathLocator,
-    openocc_index_path,
-    read_openocc_index,
-    scan_occ3d_tree,
+    lidar_keyframes,
     verify_samples,
 )
 from occprep.pickles import dumps, load_pickle
 from occprep.reporting import Reporter
-from occprep.targets import MERGED_SUFFIXES, identify, parse_targets, targets
+from occprep.targets import identify, parse_targets, targets
 
 SPLITS = ("train", "val", "test")
 PATH_STYLES = ("as-is", "relative", "absolute")
@@ -70,6 +71,10 @@ class MergeOptions:
     """Base directory of `path_style='relative'` paths."""
     target: str = "bevformer"
     """The `occprep.targets` format of the infos (its file names and structure)."""
+    root_path: Optional[str] = None
+    """The nuScenes root (as typed) whose tables give the LiDAR keyframes (surroundocc, openoccupancy)."""
+    version: Optional[str] = None
+    """Their version folder; None: the infos' `metadata.version` / `metainfo.version`."""
 
 
 @dataclass
@@ -101,7 +106,9 @@ class SplitMerge:
     """The output pickle, serialised (a fraction of the objects' memory): the input's top level with
     `infos` replaced by the merged infos."""
     located: List[Dict[str, str]] = field(default_factory=list)
-    """Files of every merged info, by info key, for verification."""
+    """Files of every merged info, by file role, for verification."""
+    version: Optional[str] = None
+    """The infos' dataset version, when their pickle names it."""
     written: bool = False
 
     @property
@@ -143,10 +150,18 @@ def infos_path(options: MergeOptions, split: str) -> Path:
 
 
 def output_path(options: MergeOptions, split: str) -> Path:
-    """The input's name with `_occ_gt` (OpenOcc v1; the reference's `{tag}_infos_temporal_{split}_occ_gt.pkl`
-    for BEVFormer infos) or `_occ3d` before `.pkl`, in the out dir (default: the occ root)."""
-    out_dir = Path(options.out_dir if options.out_dir is not None else options.occ_root)
-    return out_dir / f"{infos_path(options, split).stem}{MERGED_SUFFIXES[options.format]}.pkl"
+    """Where the merged `split` goes: the file name the format's consumers read (its config's
+    `consumer_file`, for BEVFormer infos: OpenOcc v2 `{tag}_infos_{split}_occ.pkl`, SurroundOcc
+    `{tag}_infos_{split}.pkl`, OpenOccupancy `{tag}_occ_infos_{split}.pkl`), else the input's stem and the
+    format's suffix (OpenOcc v1 `_occ_gt`: the reference's `{tag}_infos_temporal_{split}_occ_gt.pkl`);
+    in --out-dir, by default the folder its consumers read it from (config `out_dir`)."""
+    fmt = occupancy_format(options.format)
+    folders = {"occ_root": Path(options.occ_root), "occ_root_parent": Path(parent(options.occ_root)),
+               "infos_dir": Path(options.infos_dir)}
+    out_dir = Path(options.out_dir) if options.out_dir is not None else folders[fmt.out_dir]
+    if fmt.consumer_file and options.target == "bevformer":
+        return out_dir / fmt.consumer_file.format(tag=options.extra_tag, split=split)
+    return out_dir / f"{infos_path(options, split).stem}{fmt.suffix}.pkl"
 
 
 def records_key(data: object) -> str:
@@ -171,38 +186,46 @@ def load_infos(path: Path) -> dict:
     return data
 
 
-def read_openocc_split_index(options: MergeOptions, split: str) -> GtIndex:
-    """The OpenOcc v1 release's index of `split`, with a hint when the root holds another layout."""
-    path = openocc_index_path(Path(options.occ_root), split)
-    if not path.is_file():
-        hint = ("; it holds gts/: pass --format occ3d" if (Path(options.occ_root) / "gts").is_dir()
-                else "; OpenOcc v1 releases ship occ_gt_{train,val}.json in their root")
-        raise OccprepError(f"{path}: index file not found{hint}")
-    return read_openocc_index(path)
+def infos_version(data: dict) -> Optional[str]:
+    """The dataset version an info pickle names (`metadata.version`, mmdet3d 1.x `metainfo.version`)."""
+    for key in ("metadata", "metainfo"):
+        if isinstance(data.get(key), dict) and isinstance(data[key].get("version"), str):
+            return data[key]["version"]
+    return None
 
 
-def _info_paths(located: Dict[str, str], sample: GtSample, options: MergeOptions) -> Dict[str, str]:
-    """The info values for `sample` in the requested path style."""
+def _info_values(located: Dict[str, str], sample: GtSample, options: MergeOptions) -> Dict[str, object]:
+    """The info values for `sample` in the requested path style (`located`: file role -> where it was found)."""
+    values = dict(sample.values)
     if options.path_style == "as-is":
-        return dict(sample.paths)
-    if options.path_style == "absolute":
-        return dict(located)
-    root = os.path.abspath(options.path_root)
-    return {key: os.path.relpath(path, root) for key, path in located.items()}
+        return values
+    for key, (role, folder) in LAYOUTS[options.format].located_keys.items():
+        path = os.path.dirname(located[role]) if folder else located[role]
+        values[key] = path if options.path_style == "absolute" else os.path.relpath(path, os.path.abspath(options.path_root))
+    return values
 
 
-def merge_split(options: MergeOptions, split: str, index: GtIndex, locator: PathLocator,
-                reporter: Reporter) -> SplitMerge:
-    """Match one split's infos to `index`; merged infos keep their keys and append the layout's keys."""
-    layout = LAYOUTS[options.format]
+def read_split_infos(options: MergeOptions, split: str) -> Tuple[Path, dict]:
+    """The path and loaded pickle of `split`'s infos, checked to be of `options.target`."""
     path = infos_path(options, split)
     data = load_infos(path)
     found = identify(data, path.name)
     if found is not None and found.name != options.target:
         raise OccprepError(f"{path}: a {found.name} pickle, not {options.target}: pass --target {found.name} (or "
                            f"regenerate it with `occprep create-infos --target {options.target}`)")
+    output = output_path(options, split)
+    if output.resolve() == path.resolve():
+        raise OccprepError(f"{output}: the merged {split} infos would replace their input; pass another --out-dir")
+    return path, data
+
+
+def merge_split(options: MergeOptions, split: str, path: Path, data: dict, index: GtIndex, locator: PathLocator,
+                reporter: Reporter) -> SplitMerge:
+    """Match one split's infos (`data`, loaded from `path`) to `index`; merged infos keep their keys and
+    append the layout's keys."""
     infos = data[records_key(data)]
-    result = SplitMerge(split, path, output_path(options, split), index.source, [info["token"] for info in infos])
+    result = SplitMerge(split, path, output_path(options, split), index.source, [info["token"] for info in infos],
+                        version=infos_version(data))
     merged = []
     for info in reporter.progress(infos, desc=f"match {split}", unit="info"):
         token = info["token"]
@@ -216,14 +239,14 @@ def merge_split(options: MergeOptions, split: str, index: GtIndex, locator: Path
         if info.get("scene_name", sample.scene_name) != sample.scene_name:
             result.scene_mismatch.append(f"{token} (info: {info['scene_name']}, ground truth: {sample.scene_name})")
             continue
-        located = {key: locator.locate(sample.paths[key]) for key in layout.info_keys}
-        absent = [sample.paths[key] for key, found in located.items() if found is None]
+        located = {role: locator.locate(path) for role, path in sample.files.items()}
+        absent = [sample.files[role] for role, found in located.items() if found is None]
         if absent:
             result.missing_files.append(f"{token}: {absent[0]}")
             continue
         coverage.with_gt += 1
-        merged.append({**info, "scene_name": sample.scene_name, **_info_paths(located, sample, options)})
-        result.located.append({key: located[key] for key in layout.file_keys})
+        merged.append({**info, "scene_name": sample.scene_name, **_info_values(located, sample, options)})
+        result.located.append(located)
     result.with_gt = len(merged)
     result.payload = dumps({**data, records_key(data): merged})
     return result
@@ -278,12 +301,15 @@ def _check_options(options: MergeOptions) -> None:
     fix = fix_occ_root(options.occ_root, options.format)
     if fix is not None:
         raise OccprepError(fix.message())
-    other = next(f for f in FORMATS if f != options.format)
     if not is_occupancy_root(options.occ_root, options.format):
-        moved = fix_occ_root(options.occ_root, other)
-        if is_occupancy_root(options.occ_root, other) or moved is not None:
-            raise OccprepError(f"--occ-root {options.occ_root} holds {other} ground truth, not {options.format}: "
-                               f"pass --format {other}" + (f" and {moved.flags}" if moved else ""))
+        for other in (f for f in FORMATS if f != options.format):
+            moved = fix_occ_root(options.occ_root, other)
+            if is_occupancy_root(options.occ_root, other) or moved is not None:
+                raise OccprepError(f"--occ-root {options.occ_root} holds {other} ground truth, not {options.format}: "
+                                   f"pass --format {other}" + (f" and {moved.flags}" if moved else ""))
+    if LAYOUTS[options.format].needs_lidar and options.root_path is None:
+        raise OccprepError(f"--format {options.format} names its files by each keyframe's LiDAR reading: pass "
+                           "--root-path (the nuScenes folder with the infos' version, e.g. ./data/nuscenes)")
     _check_infos_files(options)
 
 
@@ -321,18 +347,32 @@ def _dirs_with_infos(folder: Path, extra_tag: str) -> List[Path]:
     return [d for d in candidates if any(d.glob(f"*{extra_tag}_infos_*.pkl"))]
 
 
+def _lidar_keyframes(options: MergeOptions, loaded: Dict[str, Tuple[Path, dict]]) -> LidarKeyframes:
+    """The LiDAR keyframes of the infos' version (or `options.version`) from the tables under `root_path`."""
+    versions = {infos_version(data) for _, data in loaded.values()}
+    version = options.version or (versions.pop() if len(versions) == 1 else None)
+    if version is None:
+        named = ", ".join(sorted(map(str, versions)))
+        raise OccprepError(f"the infos name {'no dataset version' if not named else 'the versions ' + named}: pass "
+                           "--version (the version folder under --root-path they were made from)")
+    return lidar_keyframes(options.root_path, version, dataset_config("nuscenes").lidar_channel)
+
+
 def merge_occ(options: MergeOptions, reporter: Reporter) -> MergeResult:
     """Run the merge: match every split, optionally verify, and write only if nothing is wrong."""
     _check_options(options)
     fmt = occupancy_format(options.format)
     layout = LAYOUTS[options.format]
     locator = PathLocator(Path(options.occ_root))
-    occ3d_index = scan_occ3d_tree(options.occ_root) if options.format == "occ3d" else None
+    loaded = {split: read_split_infos(options, split) for split in options.splits}
+    lidar = _lidar_keyframes(options, loaded) if layout.needs_lidar else None
     splits, indexes = [], {}
-    for split in options.splits:
-        index = occ3d_index if occ3d_index is not None else read_openocc_split_index(options, split)
+    for split, (path, data) in loaded.items():
+        index = (layout.index(options.occ_root, split, lidar) if layout.per_split or not indexes
+                 else next(iter(indexes.values())))
         indexes[index.source] = index
-        splits.append(merge_split(options, split, index, locator, reporter))
+        splits.append(merge_split(options, split, path, data, index, locator, reporter))
+        del data[records_key(data)]  # the split's payload holds them now
 
     matched = {s.index_source: set() for s in splits}
     for s in splits:

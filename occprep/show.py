@@ -20,7 +20,7 @@ from occprep.config import OccupancyFormat, occupancy_format
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write
 from occprep.names import check_names
-from occprep.occupancy import PathLocator
+from occprep.occupancy import LAYOUTS, PathLocator
 from occprep.se3 import SE3
 from occprep.targets import OCCUPANCY_KEYS, Target, identify
 
@@ -96,7 +96,7 @@ def drawable(info: dict, target: Optional[Target], data: object) -> dict:
         info = {
             "token": info.get("token"),
             "lidar_points": info.get("lidar_points", {}),
-            **{key: info[key] for key in OCCUPANCY_KEYS if key in info},
+            **{key: info[key] for key in (*OCCUPANCY_KEYS, "scene_token") if key in info},
             "gt_boxes": np.array([inst["bbox_3d"] for inst in instances], dtype=np.float64).reshape(-1, 7),
             "gt_names": [labels.get(inst["bbox_label_3d"], "other") for inst in instances],
             "gt_velocity": np.array([inst["velocity"] for inst in instances], dtype=np.float64).reshape(-1, 2),
@@ -160,40 +160,26 @@ def top_labels(dense: np.ndarray, free_label: int) -> np.ndarray:
     return np.where(occupied.any(axis=2), labels, free_label)
 
 
-def dense_openocc(sparse: np.ndarray, fmt: OccupancyFormat) -> np.ndarray:
-    """(X, Y, Z) grid of an OpenOcc v1 sparse (N, 2) [flat index, class] array (x fastest)."""
-    nx, ny, nz = fmt.grid
-    flat = np.full(nx * ny * nz, fmt.free_label, dtype=np.int64)
-    flat[sparse[:, 0].astype(np.int64)] = sparse[:, 1]
-    return flat.reshape(nz, ny, nx).transpose(2, 1, 0)
+def load_top_view(info: dict, locator: PathLocator, occ_root: Optional[str] = None) -> Optional[TopView]:
+    """The occupancy the info names, in whichever layout (`occprep.occupancy.LAYOUTS`), or None.
 
-
-def load_top_view(info: dict, locator: PathLocator) -> Optional[TopView]:
-    """The occupancy the info names (OpenOcc v1 `.npy`, Occ3D `labels.npz` / `occ_path` dir), or None."""
-    candidates = [info[k] for k in ("occ_gt_path", "occ_path") if isinstance(info.get(k), str)]
-    if not candidates:
-        return None
-    for text in candidates:
-        found = locator.locate(text)
-        if found is not None and Path(found).is_dir():
-            found = locator.locate(str(Path(text) / "labels.npz"))
-        if found is None:
+    OpenOccupancy infos name no path: their file is found under `occ_root`."""
+    for name, layout in LAYOUTS.items():
+        text = layout.named_file(info, occ_root)
+        if text is None:
             continue
-        path = Path(found)
+        found = locator.locate(text)
+        if found is None:
+            if name == "occ3d" and "occ_gt_path" not in info:
+                return None  # BEVDet writes occ_path for every info, ground truth or not: a missing one is no error
+            raise OccprepError(f"occupancy file {text} not found ({locator.describe()}); pass --data-root DIR (the "
+                               "folder the paths are relative to) or --no-occupancy")
+        fmt = occupancy_format(name)
         try:
-            if path.suffix == ".npy":
-                fmt = occupancy_format("openocc-v1")
-                return TopView(top_labels(dense_openocc(np.load(path, allow_pickle=False), fmt), fmt.free_label),
-                               fmt, path)
-            fmt = occupancy_format("occ3d")
-            with np.load(path, allow_pickle=False) as npz:
-                return TopView(top_labels(npz["semantics"], fmt.free_label), fmt, path)
+            return TopView(top_labels(layout.labels(found, fmt), fmt.free_label), fmt, Path(found))
         except (OSError, ValueError, KeyError, IndexError) as exc:
-            raise OccprepError(f"{path}: not a readable occupancy file ({type(exc).__name__}: {exc})") from None
-    if "occ_gt_path" not in info:
-        return None  # BEVDet writes occ_path for every info, ground truth or not: a missing one is no error
-    raise OccprepError(f"occupancy file(s) {', '.join(candidates)} not found ({locator.describe()}); "
-                       "pass --data-root DIR (the folder the paths are relative to) or --no-occupancy")
+            raise OccprepError(f"{found}: not a readable {name} file ({type(exc).__name__}: {exc})") from None
+    return None
 
 
 def render(info: dict, top_view: Optional[TopView], title: str) -> bytes:
@@ -295,11 +281,12 @@ class Shown:
 
 
 def show_sample(pkl: Path, token: Optional[str], index: Optional[int], out: Path,
-                data_root: Optional[Path] = None, occupancy: bool = True) -> Shown:
+                data_root: Optional[Path] = None, occupancy: bool = True, occ_root: Optional[str] = None) -> Shown:
     """Draw the info of `pkl` with sample `token` (or at `index`) into the PNG `out`.
 
     Relative occupancy paths are looked up from the current directory, then from `data_root`
-    (default: the pickle's folder) and its parents.
+    (default: the pickle's folder) and its parents. `occ_root`: the nuScenes-Occupancy folder, for
+    OpenOccupancy infos (which name no path).
     """
     from occprep.inspection import unwrap_infos
     from occprep.pickles import load_pickle
@@ -309,6 +296,6 @@ def show_sample(pkl: Path, token: Optional[str], index: Optional[int], out: Path
     data = load_pickle(pkl)
     _, infos, _ = unwrap_infos(pkl, data)
     info = drawable(select_info(infos, token, index, pkl), identify(data, pkl.name), data)
-    top_view = load_top_view(info, PathLocator(data_root or pkl.parent)) if occupancy else None
+    top_view = load_top_view(info, PathLocator(data_root or pkl.parent), occ_root) if occupancy else None
     write_png(render(info, top_view, describe(info, pkl)), out)
     return Shown(out, str(info.get("token")), top_view.source if top_view else None)

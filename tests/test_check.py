@@ -233,8 +233,8 @@ def test_occ3d_and_openocc_coverage(tmp_path, generated_mini, make_tree):
     (gts / val_scene / val_tokens[0] / "labels.npz").unlink()  # its folder stays, empty
     result = run(tmp_path / "occ3d", "--no-blobs")
     assert result.exit_code == 0, result.output
-    assert f"mini_train: Occ3D labels.npz: {count['train']} of {count['train']} samples have ground truth" in result.output
-    assert f"mini_val: Occ3D labels.npz: {count['val'] - 1} of {count['val']} samples have ground truth" in result.output
+    assert f"mini_train: Occ3D release: {count['train']} of {count['train']} samples have ground truth" in result.output
+    assert f"mini_val: Occ3D release: {count['val'] - 1} of {count['val']} samples have ground truth" in result.output
     assert "[warn]" in result.output
 
     make_tree(tmp_path / "openocc")
@@ -285,8 +285,8 @@ def test_synthetic_tree_with_blobs_sweeps_and_occ3d(tmp_path):
     result, rep = report(tmp_path, "--sweeps")
     assert result.exit_code == 0, result.output
     assert rep["counts"]["warn"] == rep["counts"]["error"] == 0
-    assert "mini_train: Occ3D labels.npz: 4 of 4 samples have ground truth" in result.output
-    assert "mini_val: Occ3D labels.npz: 4 of 4 samples have ground truth" in result.output
+    assert "mini_train: Occ3D release: 4 of 4 samples have ground truth" in result.output
+    assert "mini_val: Occ3D release: 4 of 4 samples have ground truth" in result.output
 
     sweep = next((tmp_path / "data" / "nuscenes" / "sweeps" / "LIDAR_TOP").iterdir())
     sweep.unlink()
@@ -296,4 +296,4 @@ def test_synthetic_tree_with_blobs_sweeps_and_occ3d(tmp_path):
     assert result.exit_code == 0
     assert rep["counts"]["warn"] == 2
     assert "1 of" in result.output and "sweep files missing: sweeps/LIDAR_TOP (1)" in result.output
-    assert "Occ3D labels.npz: 3 of 4 samples have ground truth (1 without" in result.output
+    assert "Occ3D release: 3 of 4 samples have ground truth (1 without" in result.output

@@ -515,11 +515,13 @@ class TestCanbus:
 
 
 OCC_MIXUPS = [
-    ("openocc-v1", "data", "one level above the OpenOcc v1 release", "data/occ_gt_release_v1_0"),
+    ("openocc-v1", "data", "one level above the OpenOcc v1 release (the folder that holds occ_gt_{split}.json)",
+     "data/occ_gt_release_v1_0"),
     ("openocc-v1", "data/occ_gt_release_v1_0/train", "inside the OpenOcc v1 release", "data/occ_gt_release_v1_0"),
     ("occ3d", "data/nuscenes/gts", "the gts/ folder itself", "data/nuscenes"),
-    ("occ3d", "data/nuscenes/gts/scene-0061", "a scene folder inside gts/", "data/nuscenes"),
-    ("occ3d", "data", "one level above the folder that holds gts/", "data/nuscenes"),
+    ("occ3d", "data/nuscenes/gts/scene-0061", "a scene folder inside the Occ3D release (give the folder that holds gts/)",
+     "data/nuscenes"),
+    ("occ3d", "data", "one level above the Occ3D release (the folder that holds gts/)", "data/nuscenes"),
 ]
 OCC_IDS = ["openocc-too-high", "openocc-too-low", "occ3d-gts", "occ3d-scene", "occ3d-too-high"]
 
@@ -550,7 +552,7 @@ class TestOccRoot:
         monkeypatch.chdir(tmp_path)
         code, out, _ = run_cli(["check", "-q", "--no-blobs", "--occ-root", "data"], monkeypatch, capsys)
         assert code == 1
-        assert "[ERROR] data: no occupancy ground truth here: this is one level above the folder that holds gts/" in out
+        assert "[ERROR] data: no occupancy ground truth here: this is one level above the Occ3D release (the folder that holds gts/)" in out
         assert "fix: use --occ-root data/nuscenes" in out
 
 

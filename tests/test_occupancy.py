@@ -8,15 +8,10 @@ import pytest
 
 from occprep.config import occupancy_format
 from occprep.errors import OccprepError
-from occprep.occupancy import (
-    LAYOUTS,
-    PathLocator,
-    check_occ3d_sample,
-    check_openocc_sample,
-    read_openocc_index,
-    scan_occ3d_tree,
-    verify_samples,
-)
+from occprep.occupancy import LAYOUTS, PathLocator, verify_samples
+from occprep.occupancy.labels_npz import check_occ3d, occ3d_index
+from occprep.occupancy.openocc_v1 import check as check_openocc_sample
+from occprep.occupancy.openocc_v1 import read_index as read_openocc_index
 
 REAL_TOKEN = "29796060110c4163b07f06eff4af0753"
 OPENOCC = occupancy_format("openocc-v1")
@@ -49,8 +44,8 @@ def test_openocc_index_keeps_published_paths_and_indexes_by_token(tmp_path):
     index = read_openocc_index(index_file)
     assert sorted(index.samples) == ["a", "b"]
     assert index.samples["b"].scene_name == "scene-0002"
-    assert index.samples["b"].paths == {"occ_gt_path": "/abs.npy", "flow_gt_path": "./data/x/000_flow.npy",
-                                        "occ_invalid_path": "./data/x/000_occ_invalid.npy"}
+    assert index.samples["b"].files == index.samples["b"].values == {
+        "occ_gt_path": "/abs.npy", "flow_gt_path": "./data/x/000_flow.npy", "occ_invalid_path": "./data/x/000_occ_invalid.npy"}
 
 
 def test_openocc_index_errors_name_file_and_position(tmp_path):
@@ -68,12 +63,12 @@ def test_openocc_index_errors_name_file_and_position(tmp_path):
 
 
 def test_occ3d_tree_scan_on_real_release_layout(real_occ3d_frame):
-    index = scan_occ3d_tree(str(real_occ3d_frame))
+    index = occ3d_index(str(real_occ3d_frame))
     sample = index.samples[REAL_TOKEN]
     assert sample.scene_name == "scene-1077"
-    assert sample.paths == {"occ_gt_path": f"gts/scene-1077/{REAL_TOKEN}/labels.npz",
+    assert sample.values == {"occ_gt_path": f"gts/scene-1077/{REAL_TOKEN}/labels.npz",
                             "occ_path": os.path.join(str(real_occ3d_frame), "gts", "scene-1077", REAL_TOKEN)}
-    assert check_occ3d_sample({"occ_gt_path": real_occ3d_frame / sample.paths["occ_gt_path"]}, OCC3D) == []
+    assert check_occ3d({"labels": real_occ3d_frame / sample.values["occ_gt_path"]}, OCC3D) == []
 
 
 def test_occ3d_tree_occ_path_keeps_the_root_as_typed(tmp_path, monkeypatch):
@@ -81,12 +76,12 @@ def test_occ3d_tree_occ_path_keeps_the_root_as_typed(tmp_path, monkeypatch):
     (tmp_path / "data/nuscenes/gts/scene-0002/tok").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(OccprepError, match="in both scene-0001/ and scene-0002/"):
-        scan_occ3d_tree("./data/nuscenes")
+        occ3d_index("./data/nuscenes")
     shutil.rmtree(tmp_path / "data/nuscenes/gts/scene-0002")
-    index = scan_occ3d_tree("./data/nuscenes")
-    assert index.samples["tok"].paths["occ_path"] == "./data/nuscenes/gts/scene-0001/tok"
-    with pytest.raises(OccprepError, match="no gts/ directory"):
-        scan_occ3d_tree(str(tmp_path))
+    index = occ3d_index("./data/nuscenes")
+    assert index.samples["tok"].values["occ_path"] == "./data/nuscenes/gts/scene-0001/tok"
+    with pytest.raises(OccprepError, match="no gts/ folder"):
+        occ3d_index(str(tmp_path))
 
 
 def test_locator_tries_cwd_then_occ_root_and_its_parents(tmp_path):
@@ -156,14 +151,14 @@ def save_labels(path: Path, **overrides) -> Path:
 ])
 def test_occ3d_checks(tmp_path, overrides, message):
     path = save_labels(tmp_path / "labels.npz", **overrides)
-    problems = check_occ3d_sample({"occ_gt_path": path}, OCC3D)
+    problems = check_occ3d({"labels": path}, OCC3D)
     assert problems == ([] if message is None else [f"{path}: {message}"])
 
 
 def test_occ3d_corrupt_archive(tmp_path):
     path = tmp_path / "labels.npz"
     path.write_bytes(b"PK\x03\x04 truncated")
-    [problem] = check_occ3d_sample({"occ_gt_path": path}, OCC3D)
+    [problem] = check_occ3d({"labels": path}, OCC3D)
     assert problem.startswith(f"{path}: not a readable .npz")
 
 
@@ -171,7 +166,7 @@ def test_verify_samples_keeps_input_order_across_threads(tmp_path):
     samples = []
     for i in range(12):
         bad = {"semantics": np.full((200, 200, 16), 18, np.uint8)} if i % 5 == 0 else {}
-        samples.append({"occ_gt_path": save_labels(tmp_path / f"{i:02d}" / "labels.npz", **bad)})
+        samples.append({"labels": save_labels(tmp_path / f"{i:02d}" / "labels.npz", **bad)})
     seen = {}
 
     def progress(iterable, total, desc, unit):

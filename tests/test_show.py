@@ -14,7 +14,8 @@ from pyquaternion import Quaternion
 from occprep.cli import cli
 from occprep.config import occupancy_format
 from occprep.pickles import dump_pickle, load_pickle
-from occprep.show import (CLASS_COLOURS, DPI, SIZE_ONE_PANEL, SIZE_TWO_PANELS, box_corners, dense_openocc,
+from occprep.occupancy import openocc_v1
+from occprep.show import (CLASS_COLOURS, DPI, SIZE_ONE_PANEL, SIZE_TWO_PANELS, box_corners,
                           frustum, top_labels)
 
 
@@ -56,7 +57,7 @@ def test_top_labels_take_the_highest_non_free_voxel():
 def test_openocc_sparse_indices_are_x_fastest():
     fmt = occupancy_format("openocc-v1")
     x, y, z = 7, 120, 3
-    dense = dense_openocc(np.array([[z * 40000 + y * 200 + x, 4]]), fmt)
+    dense = openocc_v1.dense(np.array([[z * 40000 + y * 200 + x, 4]]), fmt)
     assert dense.shape == (200, 200, 16) and dense[x, y, z] == 4
     assert (dense == fmt.free_label).sum() == dense.size - 1
 

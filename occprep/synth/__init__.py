@@ -23,13 +23,18 @@ from occprep.synth.blobs import BLOB_MODES, write_blobs
 from occprep.synth.canbus import pose_messages, write_can_bus
 from occprep.synth.nuscenes_tables import (KEYFRAME_HZ, Keyframe, lidar_timeline, lidar_times, scene_tables, sensor_timeline,
                                            static_tables, table_stream)
-from occprep.synth.occupancy import Grid, Solid, class_ids, write_occ3d, write_openocc
+from occprep.synth.occupancy import (Grid, Solid, class_ids, write_occ3d, write_openocc, write_openocc_v2,
+                                     write_voxel_list)
 from occprep.synth.scenes import VERSIONS, ScenePlan, plan_log, select_scenes, tokens
 from occprep.synth.spec import Rig, SynthSpec, load_rig, load_synth_spec
 from occprep.synth.world import make_agents, make_background, make_ego_track
 from occprep.tables import write_table
 
-OCC_FORMATS = ("openocc-v1", "occ3d")
+OCC_FORMATS = ("openocc-v1", "occ3d", "openocc-v2", "surroundocc", "openoccupancy")
+OCC_FOLDERS = {"openocc-v1": "occ_gt_release_v1_0", "occ3d": "nuscenes", "openocc-v2": "nuscenes",
+               "surroundocc": "nuscenes_occ", "openoccupancy": "nuScenes-Occupancy"}
+"""Occupancy format -> its root under the synth output, where each release is usually extracted beside
+`nuscenes/` (the `--occ-root` to merge it from)."""
 OPENOCC_PATH_PREFIX = "./data/occ_gt_release_v1_0"
 """Index JSON paths follow the published convention (cwd-relative, valid when DIR is ./data)."""
 
@@ -68,9 +73,13 @@ def summary_lines(summary: SynthSummary) -> List[str]:
             f"blobs: {summary.blobs} ({summary.blob_files} files); {summary.wall_time_s:.1f} s"]
 
 
+DEFAULT_MINI_OCC = ("openocc-v1", "occ3d", "openocc-v2")
+"""The layouts v1.0-mini gets by default: the voxel lists are 2-7 MB per keyframe (`--occ` writes them)."""
+
+
 def default_occ(version: str) -> tuple:
-    """Occupancy formats written when none are given: both for v1.0-mini, none for the big versions."""
-    return OCC_FORMATS if version == "v1.0-mini" else ()
+    """Occupancy formats written when none are given: `DEFAULT_MINI_OCC` for v1.0-mini, none for the big versions."""
+    return DEFAULT_MINI_OCC if version == "v1.0-mini" else ()
 
 
 def synthesize(out: Path, version: str = "v1.0-mini", scenes: Optional[int] = None, samples_per_scene: int = 40,
@@ -79,8 +88,10 @@ def synthesize(out: Path, version: str = "v1.0-mini", scenes: Optional[int] = No
     """Write a synthetic nuScenes-format dataset under `out`.
 
     Layout: `nuscenes/<version>/*.json` (13 tables), `nuscenes/maps/`, `nuscenes/samples|sweeps/`
-    (if `blobs` is 'empty' or 'tiny'), `can_bus/<scene>_{pose,meta}.json`, OpenOcc v1 under
-    `occ_gt_release_v1_0/` and Occ3D under `nuscenes/gts/` + `nuscenes/annotations.json`.
+    (if `blobs` is 'empty' or 'tiny'), `can_bus/<scene>_{pose,meta}.json`, and each occupancy layout
+    `occ` names in its `OCC_FOLDERS` root: OpenOcc v1 `occ_gt_release_v1_0/`, Occ3D `nuscenes/gts/` +
+    `nuscenes/annotations.json`, OpenOcc v2 `nuscenes/openocc_v2/`, SurroundOcc `nuscenes_occ/samples/`,
+    OpenOccupancy `nuScenes-Occupancy/scene_<token>/occupancy/`.
     `occ=None` means `default_occ(version)`; test scenes never get occupancy or CAN bus.
     `without_can_bus`: scene names to leave without CAN bus files (besides the devkit blacklist).
     """
@@ -234,25 +245,34 @@ class _OccWriter:
                                 self.category_label[name][key.boxes.category], flow)
                 lidar_origin = (grid_from_ego @ self.ego_from_lidar)[:3, 3]
                 vox = grid.voxelise(grid_from_global, [blocks[name], objects], self.spec.visibility_rule, lidar_origin)
-                if name == "openocc-v1":
-                    folder = self.out / "occ_gt_release_v1_0" / plan.split / plan.name
-                    paths = write_openocc(folder, key.index, vox)
-                    self.openocc.setdefault(plan.split, {}).setdefault(plan.name, {})[key.token] = {
-                        k: f"{OPENOCC_PATH_PREFIX}/{p.relative_to(self.out / 'occ_gt_release_v1_0').as_posix()}"
-                        for k, p in paths.items()}
-                else:
-                    relative = f"gts/{plan.name}/{key.token}/labels.npz"
-                    write_occ3d(self.out / "nuscenes" / relative, vox)
-                    self.occ3d.setdefault(plan.name, {})[key.token] = {"timestamp": key.timestamp,
-                                                                       "gt_path": relative}
+                self._write(name, plan, key, vox)
             self.frames += 1
+
+    def _write(self, name: str, plan: ScenePlan, key: Keyframe, vox) -> None:
+        """One keyframe's files in layout `name`, where `OCC_FOLDERS` puts that layout."""
+        folder = self.out / OCC_FOLDERS[name]
+        if name == "openocc-v1":
+            paths = write_openocc(folder / plan.split / plan.name, key.index, vox)
+            self.openocc.setdefault(plan.split, {}).setdefault(plan.name, {})[key.token] = {
+                k: f"{OPENOCC_PATH_PREFIX}/{p.relative_to(folder).as_posix()}" for k, p in paths.items()}
+        elif name == "occ3d":
+            relative = f"gts/{plan.name}/{key.token}/labels.npz"
+            write_occ3d(folder / relative, vox)
+            self.occ3d.setdefault(plan.name, {})[key.token] = {"timestamp": key.timestamp, "gt_path": relative}
+        elif name == "openocc-v2":
+            write_openocc_v2(folder / "openocc_v2" / plan.name / key.token / "labels.npz", vox)
+        elif name == "surroundocc":
+            write_voxel_list(folder / "samples" / f"{Path(key.lidar_filename).name}.npy", vox, "xyz", np.int64)
+        else:
+            write_voxel_list(folder / f"scene_{key.scene_token}" / "occupancy" / f"{key.lidar_token}.npy", vox, "zyx",
+                             np.int16)
 
     def finish(self, plans: Sequence[ScenePlan]) -> None:
         if "openocc-v1" in self.grids:
             for split in ("train", "val"):
                 if split in self.openocc:
-                    write_json(self.out / "occ_gt_release_v1_0" / f"occ_gt_{split}.json", self.openocc[split])
+                    write_json(self.out / OCC_FOLDERS["openocc-v1"] / f"occ_gt_{split}.json", self.openocc[split])
         if "occ3d" in self.grids:
-            write_json(self.out / "nuscenes" / "annotations.json",
+            write_json(self.out / OCC_FOLDERS["occ3d"] / "annotations.json",
                        {"train_split": self.splits.get("train", []), "val_split": self.splits.get("val", []),
                         "scene_infos": self.occ3d})

@@ -99,6 +99,11 @@ class Keyframe:
     ego_yaw: float
     """rad."""
     boxes: "Boxes"
+    scene_token: str
+    lidar_token: str
+    """The keyframe's LIDAR_TOP `sample_data` token."""
+    lidar_filename: str
+    """Its `sample_data.filename` (`samples/LIDAR_TOP/<log>__LIDAR_TOP__<µs>.pcd.bin`)."""
 
 
 @dataclass(frozen=True)
@@ -188,9 +193,13 @@ def scene_tables(rng: np.random.Generator, plan: ScenePlan, log: LogPlan, log_to
             ego_pose.append(EgoPose(token, ts, rotation[i], [float(xy[i, 0]), float(xy[i, 1]), 0.0]))
 
     instance, annotations, boxes = _annotations(rng, spec, static, agents, sample_token, sample_us, ego)
-    lidar = next(tl for tl in timelines if tl.sensor.modality == "lidar")
+    lidar_index = next(i for i, tl in enumerate(timelines) if tl.sensor.modality == "lidar")
+    lidar = timelines[lidar_index]
     key_xy, key_yaw = ego.pose_at(lidar.time_us[lidar.is_key])
-    keyframes = [Keyframe(t, k, int(ts), key_xy[k], float(key_yaw[k]), boxes[k])
+    lidar_readings = {r.sample_token: r for r in sample_data
+                      if r.is_key_frame and r.calibrated_sensor_token == calibrated[lidar_index].token}
+    keyframes = [Keyframe(t, k, int(ts), key_xy[k], float(key_yaw[k]), boxes[k], scene_token, lidar_readings[t].token,
+                          lidar_readings[t].filename)
                  for k, (t, ts) in enumerate(zip(sample_token, sample_us))]
     description = (f"Synthetic {log.location.name}, {len(agents)} tracked objects, "
                    f"ego {np.mean(ego.speed):.1f} m/s")

@@ -1,12 +1,12 @@
-"""Occupancy ground truth of a synthetic keyframe, in the OpenOcc v1 and Occ3D layouts.
+"""Occupancy ground truth of a synthetic keyframe, in every layout `occprep.occupancy` reads.
 
-The scene is voxelised in the format's frame (OpenOcc v1: LIDAR_TOP; Occ3D: ego). Labels: in every
+The scene is voxelised in the format's frame (`configs/occ-*.json`: LIDAR_TOP or ego). Labels: in every
 column, the voxel holding the ground plane (global z = GROUND_Z) is driveable surface; background
 blocks and annotated boxes fill the voxels whose centre lies inside them, a later box winning over an
-earlier one. Categories without a class of the format become 'others' in Occ3D and invalid voxels in
-OpenOcc v1.
+earlier one. Categories without a class of the format become 'others' in Occ3D, invalid voxels in
+OpenOcc v1 and noise (label 0) in the SurroundOcc and OpenOccupancy voxel lists.
 
-Visibility rule (`VisibilityRule`), the same for both layouts: a voxel is unobserved by the LiDAR when
+Visibility rule (`VisibilityRule`), the same for every layout: a voxel is unobserved by the LiDAR when
 it lies in the shadow of a box (object or background block) seen from the LiDAR origin and no box
 occupies it. Shadow of a box: the columns whose horizontal ray from the LiDAR origin enters the box
 before reaching the column centre, up to `shadow_depth_m` beyond the point where the ray leaves the
@@ -258,16 +258,34 @@ def write_openocc(folder: Path, frame_idx: int, vox: Voxelised) -> Dict[str, Pat
     return paths
 
 
-def write_occ3d(path: Path, vox: Voxelised) -> None:
-    """`labels.npz` with `semantics`, `mask_lidar`, `mask_camera`, uint8 (X, Y, Z) indexed [x, y, z].
-
-    Written like `np.savez_compressed` but with a fixed zip timestamp, so the bytes are reproducible."""
-    arrays = {"semantics": vox.label, "mask_lidar": vox.observed.view(np.uint8),
-              "mask_camera": vox.camera.view(np.uint8)}
+def _write_npz(path: Path, arrays: Dict[str, np.ndarray]) -> None:
+    """`np.savez_compressed` of `arrays`, but with a fixed zip timestamp, so the bytes are reproducible."""
     with atomic_write(path) as handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, flat in arrays.items():
+        for name, array in arrays.items():
             buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(vox.volume(flat)), allow_pickle=False)
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, buffer.getvalue())
+
+
+def write_occ3d(path: Path, vox: Voxelised) -> None:
+    """Occ3D `labels.npz`: `semantics`, `mask_lidar`, `mask_camera`, uint8 (X, Y, Z) indexed [x, y, z]."""
+    _write_npz(path, {"semantics": vox.volume(vox.label), "mask_lidar": vox.volume(vox.observed.view(np.uint8)),
+                      "mask_camera": vox.volume(vox.camera.view(np.uint8))})
+
+
+def write_openocc_v2(path: Path, vox: Voxelised) -> None:
+    """OpenOcc v2 `labels.npz`: `semantics` uint8 (X, Y, Z) and `flow` float32 (X, Y, Z, 2), m/s, grid frame,
+    indexed [x, y, z]."""
+    _write_npz(path, {"semantics": vox.volume(vox.label), "flow": vox.volume(vox.flow(np.arange(len(vox.label))))})
+
+
+def write_voxel_list(path: Path, vox: Voxelised, order: str, dtype: type) -> None:
+    """The occupied voxels as an (N, 4) `dtype` array of indices in `order` ('xyz': SurroundOcc; 'zyx':
+    OpenOccupancy) and the label; voxels of objects the format has no class for get label 0 (noise)."""
+    occupied = np.flatnonzero((vox.label != vox.free_label) | vox.unlabelled)
+    nx, ny, _ = vox.shape
+    index = {"x": occupied % nx, "y": occupied // nx % ny, "z": occupied // (nx * ny)}
+    label = np.where(vox.unlabelled[occupied], 0, vox.label[occupied])
+    _save_npy(path, np.column_stack([*(index[axis] for axis in order), label]).astype(dtype))

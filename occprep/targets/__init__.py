@@ -14,16 +14,20 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from occprep.config import DatasetConfig
+from occprep.config import DatasetConfig, occupancy_format
 from occprep.errors import OccprepError
 from occprep.infos import GT_KEYS, InfoParts
 from occprep.names import check_names
+from occprep.occupancy import FORMATS
 
 
-MERGED_SUFFIXES = {"openocc-v1": "_occ_gt", "occ3d": "_occ3d"}
-"""Occupancy format -> what `merge-occ` appends to an infos file's stem."""
-OCCUPANCY_KEYS = ("occ_gt_path", "flow_gt_path", "occ_invalid_path", "occ_path")
-"""Info keys naming occupancy/flow ground truth (OpenOcc v1, Occ3D, BEVDet/FlashOcc)."""
+MERGED_SUFFIXES = {name: occupancy_format(name).suffix for name in FORMATS}
+"""Occupancy format -> what `merge-occ` appends to an infos file's stem (`configs/occ-*.json`)."""
+OCCUPANCY_PATH_KEYS = ("occ_gt_path", "flow_gt_path", "occ_invalid_path", "occ_path")
+"""Info keys naming occupancy/flow ground truth files or folders (OpenOcc v1 and v2, Occ3D, BEVDet/FlashOcc,
+SurroundOcc)."""
+OCCUPANCY_KEYS = (*OCCUPANCY_PATH_KEYS, "lidar_token", "lidarseg")
+"""Every key `merge-occ` adds besides scene keys (OpenOccupancy's ground truth is found by `lidar_token`)."""
 
 
 def merged_suffix(name: str) -> Tuple[str, str]:
@@ -177,11 +181,11 @@ def identify(data: object, file_name: str = "") -> Optional[Target]:
             return known["bevformer"]
         if "prev" in first or "bboxes2d" in first:
             return known["streampetr"]
-        if "ann_infos" in first or "occ_path" in first:
-            return known["bevdet"]
         cams = first.get("cams") if isinstance(first.get("cams"), dict) else {}
         if any(isinstance(cam, dict) and "sensor2global_rotation" in cam for cam in cams.values()):
             return known["sparsebev"]
+        if "ann_infos" in first or "occ_path" in first and "scene_token" in first:
+            return known["bevdet"]
         return known["mmdet3d"] if "lidar_path" in first else None
     named = [t for t in known.values() if t.name != "mmdet3d-v2" and t.parse_file_name(file_name)]
     return max(named, key=lambda t: len(t.file_pattern), default=None)
