@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from occprep.reporting import Reporter
 
@@ -39,17 +39,34 @@ def create_infos_step(out: Path, reporter: Reporter) -> List[str]:
     return lines
 
 
-def merge_occ_step(fmt: str, occ_folder: str, out: Path, reporter: Reporter) -> List[str]:
-    """Ground truth of layout `fmt` (release in `<out>/data/<occ_folder>`) merged into the infos and verified."""
+def merge_occ_step(fmt: str, out: Path, reporter: Reporter, root: Optional[Path] = None) -> List[str]:
+    """Ground truth of layout `fmt` (its release where synth puts it under `root`, default `<out>/data`)
+    merged into the infos and verified."""
     from occprep.errors import OccprepError
     from occprep.merge import MergeOptions, merge_occ, summarize
+    from occprep.synth import OCC_FOLDERS
 
-    root = data_root(out)
-    options = MergeOptions(infos_dir=root / "nuscenes", occ_root=str(root / occ_folder), format=fmt, verify=True)
+    root = root or data_root(out)
+    options = MergeOptions(infos_dir=root / "nuscenes", occ_root=str(root / OCC_FOLDERS[fmt]), format=fmt, verify=True,
+                           root_path=str(root / "nuscenes"))
     result = merge_occ(options, Reporter("merge-occ", quiet=reporter.quiet))
     if result.problem:
         raise OccprepError(result.problem)
     return summarize(result)[1]
+
+
+def voxel_lists_step(out: Path, reporter: Reporter) -> List[str]:
+    """SurroundOcc and OpenOccupancy ground truth (2-7 MB per keyframe) of two short scenes in
+    `<out>/voxel-lists/data`, merged into their infos and verified."""
+    from occprep.create import CreateOptions, create_infos
+    from occprep.synth import synthesize
+
+    root = Path(out) / "voxel-lists" / "data"
+    synthesize(root, VERSION, scenes=2, samples_per_scene=2, occ=("surroundocc", "openoccupancy"),
+               reporter=Reporter("synth", quiet=True))
+    create_infos(str(root / "nuscenes"), root / "nuscenes", "nuscenes", VERSION, root,
+                 options=CreateOptions(file_check=False), reporter=Reporter("create-infos", quiet=True))
+    return [line for fmt in ("surroundocc", "openoccupancy") for line in merge_occ_step(fmt, out, reporter, root)]
 
 
 def show_step(out: Path, reporter: Reporter) -> List[str]:
@@ -60,11 +77,14 @@ def show_step(out: Path, reporter: Reporter) -> List[str]:
     merged = root / "occ_gt_release_v1_0" / "nuscenes_infos_temporal_val_occ_gt.pkl"
     shown = show_sample(merged, None, 0, Path(out) / "sample.png", data_root=root.parent)
     bevdet = root / "nuscenes" / "bevdetv2-nuscenes_infos_val.pkl"
+    voxel_lists = Path(out) / "voxel-lists" / "data"
     return [f"wrote {shown.out} (sample {shown.token})",
             f"next: occprep check --root-path {root / 'nuscenes'} --canbus {root}",
             f"      occprep inspect {merged}",
             f"      occprep inspect {bevdet}",
             f"      occprep show {merged} --index 5 --out sample5.png",
+            f"      occprep show {voxel_lists / 'nuscenes' / 'nuscenes_occ_infos_val.pkl'} --occ-root "
+            f"{voxel_lists / 'nuScenes-Occupancy'} --out openoccupancy.png",
             f"      occprep convert {root / 'nuscenes' / 'nuscenes_infos_temporal_val.pkl'} --to mmdet3d "
             "--out mmdet3d_val.pkl"]
 
@@ -72,8 +92,10 @@ def show_step(out: Path, reporter: Reporter) -> List[str]:
 STEPS: List[Tuple[str, Callable[[Path, Reporter], List[str]]]] = [
     ("synth", synth_step),
     ("create-infos", create_infos_step),
-    ("merge-occ openocc-v1", functools.partial(merge_occ_step, "openocc-v1", "occ_gt_release_v1_0")),
-    ("merge-occ occ3d", functools.partial(merge_occ_step, "occ3d", "nuscenes")),
+    ("merge-occ openocc-v1", functools.partial(merge_occ_step, "openocc-v1")),
+    ("merge-occ occ3d", functools.partial(merge_occ_step, "occ3d")),
+    ("merge-occ openocc-v2", functools.partial(merge_occ_step, "openocc-v2")),
+    ("merge-occ surroundocc and openoccupancy", voxel_lists_step),
     ("show", show_step),
 ]
 """(name, step) in running order."""

@@ -198,9 +198,9 @@ def fix_occ_root(given: str, format_: str) -> Optional[PathFix]:
     root = OCCUPANCY_ROOTS[format_]
     up = parent(given)
     if is_occupancy_root(up, format_):
-        itself = Path(given).name == root.holds.rstrip("/")
-        return PathFix("--occ-root", given, up, f"the {root.holds} folder itself (give the folder that holds it)"
-                       if itself else f"inside the {root.title} (its parent holds {root.holds})")
+        held = root.glob.split("/")[0]
+        return PathFix("--occ-root", given, up, f"the {held}/ folder itself (give the folder that holds it)"
+                       if Path(given).name == held else f"inside the {root.title} (its parent holds {root.holds})")
     if is_occupancy_root(parent(up), format_):
         return PathFix("--occ-root", given, parent(up),
                        f"a scene folder inside the {root.title} (give the folder that holds {root.holds})")

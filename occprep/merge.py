@@ -109,6 +109,8 @@ class SplitMerge:
     """Files of every merged info, by file role, for verification."""
     version: Optional[str] = None
     """The infos' dataset version, when their pickle names it."""
+    none_values: Counter = field(default_factory=Counter)
+    """Info key -> how many merged infos got None for it (the dataset lacks what it names, e.g. lidarseg)."""
     written: bool = False
 
     @property
@@ -245,7 +247,9 @@ def merge_split(options: MergeOptions, split: str, path: Path, data: dict, index
             result.missing_files.append(f"{token}: {absent[0]}")
             continue
         coverage.with_gt += 1
-        merged.append({**info, "scene_name": sample.scene_name, **_info_values(located, sample, options)})
+        values = _info_values(located, sample, options)
+        result.none_values.update(key for key, value in values.items() if value is None)
+        merged.append({**info, "scene_name": sample.scene_name, **values})
         result.located.append(located)
     result.with_gt = len(merged)
     result.payload = dumps({**data, records_key(data): merged})
@@ -428,6 +432,9 @@ def summarize(result: MergeResult) -> Tuple[dict, List[str]]:
         if not s.total:
             line += f" (empty: {s.infos_path.name} holds no infos)"
         lines.append(line + (f" -> {s.output_path}" if s.written else " (not written)"))
+        report["splits"][s.split]["none_values"] = dict(sorted(s.none_values.items()))
+        lines += [f"  {s.split}: {key} is None in {n} infos: the tables under {options.root_path} have no {key} data "
+                  f"(download the nuScenes-{key} expansion into them to fill it)" for key, n in sorted(s.none_values.items())]
     unused_total = sum(sum(c.values()) for c in result.unused_gt.values())
     report["gt_without_info"] = {str(source): {"samples": sum(c.values()), "scenes": dict(sorted(c.items()))}
                                  for source, c in sorted(result.unused_gt.items())}

@@ -21,10 +21,14 @@ def test_bench_synthesises_once_and_measures_child_runs(tmp_path):
 def test_demo_runs_every_step(tmp_path, monkeypatch):
     real = occprep.synth.synthesize
     monkeypatch.setattr(occprep.synth, "synthesize",
-                        lambda out, version, **kw: real(out, version, scenes=2, samples_per_scene=3, **kw))
+                        lambda out, version, **kw: real(out, version, **{**kw, "scenes": 2, "samples_per_scene": 3}))
     summary, lines = demo(tmp_path / "demo", Reporter("demo", quiet=True))
     assert summary["steps"] == [name for name, _ in STEPS] and summary["steps"][:2] == ["synth", "create-infos"]
     infos = load_pickle(tmp_path / "demo" / "data" / "nuscenes" / "nuscenes_infos_temporal_train.pkl")["infos"]
     assert len(infos) == 3 and "[create-infos]" in lines
     assert (tmp_path / "demo" / "sample.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert any(line.startswith("next: occprep check") for line in lines)
+    voxel_lists = tmp_path / "demo" / "voxel-lists" / "data"
+    assert len(load_pickle(voxel_lists / "nuscenes_infos_val.pkl")["infos"]) == 3  # SurroundOcc's file
+    assert all("lidarseg" in info for info in load_pickle(voxel_lists / "nuscenes" / "nuscenes_occ_infos_val.pkl")["infos"])
+    assert len(load_pickle(tmp_path / "demo" / "data" / "nuscenes" / "nuscenes_infos_val_occ.pkl")["infos"]) == 3
