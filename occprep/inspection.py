@@ -22,7 +22,7 @@ from occprep.fileio import read_json
 from occprep.infos import GT_KEYS
 from occprep.pickles import load_pickle
 from occprep.se3 import SE3
-from occprep.targets import OCCUPANCY_KEYS, OCCUPANCY_PATH_KEYS, identify, targets
+from occprep.targets import OCCUPANCY_KEYS, OCCUPANCY_PATH_KEYS, Target, consumer_file_format, identify, targets
 
 
 LEGACY = "legacy (infos/metadata, mmdet3d < 1.0)"
@@ -155,10 +155,16 @@ def inspect_pickle(path: Path, all_paths: bool = False, sample_size: int = 200,
         paths=_path_roots(infos, None if all_paths else sample_size, path),
         paths_checked="all" if all_paths else f"sample of up to {sample_size} per key",
         target=target.name if target else None,
-        file_name_matches=bool(target and target.parse_file_name(Path(path).name)),
+        file_name_matches=_file_name_matches(target, Path(path).name),
         box_convention=boxes.measure(*measured), long_first_share=boxes.long_first_share(*measured),
         warnings=_warnings(target, Path(path).name, boxes.measure(*measured), infos),
     )
+
+
+def _file_name_matches(target: Optional[Target], file_name: str) -> bool:
+    """Whether `file_name` is one `target` writes, or the name merge-occ gives its infos for an occupancy consumer."""
+    return bool(target and (target.parse_file_name(file_name)
+                            or target.name == "bevformer" and consumer_file_format(file_name)))
 
 
 def _warnings(target, file_name: str, measured: Optional[str], infos: list) -> List[str]:
@@ -171,7 +177,7 @@ def _warnings(target, file_name: str, measured: Optional[str], infos: list) -> L
         warnings.append(f"the structure is {target.name}'s ({target.box_convention} boxes), but the boxes are in the "
                         f"{measured} convention: a {target.name} consumer would train on wrong boxes; regenerate it "
                         f"with `occprep create-infos --target {target.name}` or `occprep convert`")
-    if not target.parse_file_name(file_name):
+    if not _file_name_matches(target, file_name):
         warnings.append(f"the file name is not {target.file_pattern}, the name {target.name} consumers look for")
     if target.name == "bevdet" and bevdet_boxes_in_lidar_frame(infos):
         warnings.append("ann_infos boxes sit where gt_boxes are in the LiDAR frame, not in BEVDet's ego frame at "

@@ -43,7 +43,7 @@ from occprep.occupancy import (
 )
 from occprep.pickles import dumps, load_pickle
 from occprep.reporting import Reporter
-from occprep.targets import identify, parse_targets, targets
+from occprep.targets import Target, identify, merged_suffix, parse_targets, targets
 
 SPLITS = ("train", "val", "test")
 PATH_STYLES = ("as-is", "relative", "absolute")
@@ -218,7 +218,18 @@ def read_split_infos(options: MergeOptions, split: str) -> Tuple[Path, dict]:
     output = output_path(options, split)
     if output.resolve() == path.resolve():
         raise OccprepError(f"{output}: the merged {split} infos would replace their input; pass another --out-dir")
+    other = _infos_at(output, options)
+    if other is not None:
+        raise OccprepError(f"{output}: the merged {split} infos would replace the {other.name} infos there; pass "
+                           "another --out-dir")
     return path, data
+
+
+def _infos_at(output: Path, options: MergeOptions) -> Optional[Target]:
+    """The target whose create-infos output (of `options.extra_tag`, in the infos dir) `output` names, if it exists."""
+    if not output.is_file() or output.parent.resolve() != Path(options.infos_dir).resolve() or merged_suffix(output.name)[1]:
+        return None
+    return next((t for t in targets().values() if (t.parse_file_name(output.name) or ("",))[0] == options.extra_tag), None)
 
 
 def merge_split(options: MergeOptions, split: str, path: Path, data: dict, index: GtIndex, locator: PathLocator,
@@ -359,7 +370,13 @@ def _lidar_keyframes(options: MergeOptions, loaded: Dict[str, Tuple[Path, dict]]
         named = ", ".join(sorted(map(str, versions)))
         raise OccprepError(f"the infos name {'no dataset version' if not named else 'the versions ' + named}: pass "
                            "--version (the version folder under --root-path they were made from)")
-    return lidar_keyframes(options.root_path, version, dataset_config("nuscenes").lidar_channel)
+    keyframes = lidar_keyframes(options.root_path, version, dataset_config("nuscenes").lidar_channel)
+    for path, data in loaded.values():
+        tokens = [info["token"] for info in data[records_key(data)]]
+        if tokens and not any(token in keyframes for token in tokens):
+            raise OccprepError(f"--root-path {options.root_path}: its {version} tables hold none of the {len(tokens)} "
+                               f"samples of {path}; pass the nuScenes folder the infos were made from")
+    return keyframes
 
 
 def merge_occ(options: MergeOptions, reporter: Reporter) -> MergeResult:
@@ -433,8 +450,8 @@ def summarize(result: MergeResult) -> Tuple[dict, List[str]]:
             line += f" (empty: {s.infos_path.name} holds no infos)"
         lines.append(line + (f" -> {s.output_path}" if s.written else " (not written)"))
         report["splits"][s.split]["none_values"] = dict(sorted(s.none_values.items()))
-        lines += [f"  {s.split}: {key} is None in {n} infos: the tables under {options.root_path} have no {key} data "
-                  f"(download the nuScenes-{key} expansion into them to fill it)" for key, n in sorted(s.none_values.items())]
+        lines += [f"  {s.split}: {key} is None in {n} infos: the tables under {options.root_path} have no {key} record "
+                  f"for their LiDAR reading (the nuScenes-{key} expansion fills it)" for key, n in sorted(s.none_values.items())]
     unused_total = sum(sum(c.values()) for c in result.unused_gt.values())
     report["gt_without_info"] = {str(source): {"samples": sum(c.values()), "scenes": dict(sorted(c.items()))}
                                  for source, c in sorted(result.unused_gt.items())}

@@ -172,8 +172,9 @@ def load_top_view(info: dict, locator: PathLocator, occ_root: Optional[str] = No
         if found is None:
             if name == "occ3d" and "occ_gt_path" not in info:
                 return None  # BEVDet writes occ_path for every info, ground truth or not: a missing one is no error
-            raise OccprepError(f"occupancy file {text} not found ({locator.describe()}); pass --data-root DIR (the "
-                               "folder the paths are relative to) or --no-occupancy")
+            fix = ("pass as --occ-root the folder that holds scene_<scene token>/occupancy/" if name == "openoccupancy"
+                   else "pass --data-root DIR (the folder the paths are relative to)")
+            raise OccprepError(f"occupancy file {text} not found ({locator.describe()}); {fix}, or --no-occupancy")
         fmt = occupancy_format(name)
         try:
             return TopView(top_labels(layout.labels(found, fmt), fmt.free_label), fmt, Path(found))

@@ -245,9 +245,14 @@ def test_occ3d_and_openocc_coverage(tmp_path, generated_mini, make_tree):
         index = {scene: {t: entry for t in tokens} for scene, tokens in scenes.items()}
         (occ_root / f"occ_gt_{split}.json").write_bytes(msgspec.json.encode(index))
     result = run(tmp_path / "openocc", "--no-blobs")
+    for split, n in count.items():  # the index names them, but the files are not there
+        assert f"occ_gt_{split}.json (mini_{split}): OpenOcc v1 index and files: 0 of {n} samples" in result.output
+    for name in entry.values():
+        (occ_root / name).write_bytes(b"")
+    result = run(tmp_path / "openocc", "--no-blobs")
     assert result.exit_code == 0, result.output
     for split, n in count.items():
-        assert f"occ_gt_{split}.json (mini_{split}): OpenOcc v1 index: {n} of {n} samples" in result.output
+        assert f"occ_gt_{split}.json (mini_{split}): OpenOcc v1 index and files: {n} of {n} samples" in result.output
 
     result = run(tmp_path / "openocc", "--no-blobs", "--occ-root", "nowhere")
     assert result.exit_code == 1 and "--occ-root must name" in result.output

@@ -116,7 +116,8 @@ def test_not_an_info_pickle_and_a_hostile_pickle(tmp_path):
 
 def test_consumer_lists_are_complete():
     names = [c.name for c in consumers()]
-    assert names == ["BEVFormer", "OccNet", "Occ3D-baseline", "BEVDet/FlashOcc",
+    assert names == ["BEVFormer", "OccNet", "Occ3D-baseline", "OccNet (OpenOcc v2)", "SurroundOcc", "OpenOccupancy",
+                     "BEVDet/FlashOcc",
                      "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)", "StreamPETR", "SparseBEV/SparseOcc",
                      "mmdet3d-1.x"]
     for consumer in consumers():

@@ -152,7 +152,7 @@ def test_openoccupancy_adds_tokens_and_lidarseg(at_world, nusc, monkeypatch, cap
         assert info["lidarseg"] == expected[info["lidar_token"]]
 
 
-@pytest.mark.parametrize("fmt, root, suffix", [("openocc-v2", "data/nuscenes", "_occ"),
+@pytest.mark.parametrize("fmt, root, suffix", [("openocc-v2", "data/nuscenes", "_openocc_v2"),
                                                 ("surroundocc", "data/nuscenes_occ", "_surroundocc"),
                                                 ("openoccupancy", "data/nuScenes-Occupancy", "_openoccupancy")])
 def test_other_targets_keep_their_name_and_structure(at_world, monkeypatch, capsys, fmt, root, suffix):
@@ -235,3 +235,37 @@ def test_show_draws_each_layout(at_world, monkeypatch, capsys):
     code, _, err = run_cli(["show", "data/nuscenes/nuscenes_occ_infos_val.pkl", "--out", "x.png", "--index", "0"],
                            monkeypatch, capsys)
     assert code == 2 and "pass --occ-root" in err and not Path("x.png").exists()
+
+
+def test_an_output_never_replaces_other_infos(at_world, monkeypatch, capsys):
+    args = ["--format", "surroundocc", "--occ-root", "data/nuscenes_occ", "--root-path", "data/nuscenes"]
+    before = Path("data/nuscenes/nuscenes_infos_val.pkl").read_bytes()  # the mmdet3d infos
+    code, _, err = merge([*args, "--out-dir", "data/nuscenes"], monkeypatch, capsys)
+    assert code == 2 and "would replace the mmdet3d infos there; pass another --out-dir" in err
+    assert Path("data/nuscenes/nuscenes_infos_val.pkl").read_bytes() == before
+    code, _, err = merge(["--format", "openocc-v2", "--occ-root", "data/nuscenes", "--target", "mmdet3d"],
+                         monkeypatch, capsys)
+    assert code == 0, err
+    assert Path("data/nuscenes/nuscenes_infos_val_openocc_v2.pkl").is_file()
+    assert not Path("data/nuscenes/nuscenes_infos_val_occ.pkl").exists()  # OccNet's name is for BEVFormer infos
+
+
+def test_tables_of_another_dataset_are_named(at_world, tmp_path_factory, monkeypatch, capsys):
+    other = tmp_path_factory.mktemp("other")
+    synthesize(other, "v1.0-mini", scenes=1, samples_per_scene=2, occ=(), seed=1)
+    args = ["--format", "openoccupancy", "--occ-root", "data/nuScenes-Occupancy"]
+    code, _, err = merge([*args, "--root-path", str(other / "nuscenes")], monkeypatch, capsys)
+    assert code == 2 and f"--root-path {other / 'nuscenes'}: its v1.0-mini tables hold none of the 4 samples" in err
+    code, _, err = merge([*args, "--root-path", "data/nuscenes", "--version", "v1.0-mni"], monkeypatch, capsys)
+    assert code == 2 and "(it holds v1.0-mini); pass --version v1.0-mini" in err
+
+
+def test_inspect_knows_the_consumer_file_names(at_world, monkeypatch, capsys):
+    for fmt, root, merged in (("openocc-v2", "data/nuscenes", "data/nuscenes/nuscenes_infos_val_occ.pkl"),
+                              ("surroundocc", "data/nuscenes_occ", "data/nuscenes_infos_val.pkl"),
+                              ("openoccupancy", "data/nuScenes-Occupancy", "data/nuscenes/nuscenes_occ_infos_val.pkl")):
+        code, _, err = merge(["--format", fmt, "--occ-root", root, "--root-path", "data/nuscenes"], monkeypatch, capsys)
+        assert code == 0, err
+        code, out, err = run_cli(["inspect", merged, "--json"], monkeypatch, capsys)
+        report = json.loads(out)
+        assert report["target"] == "bevformer" and report["file_name_matches"] and not report["warnings"], out

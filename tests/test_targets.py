@@ -301,7 +301,8 @@ def test_inspect_names_the_target_and_measures_the_boxes(made, tmp_path):
         compatible = {fit.name for fit in report.consumers if not fit.wrong_boxes and not fit.wrong_generation}
         rc_legacy = {"BEVDet/FlashOcc", "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)", "StreamPETR",
                      "SparseBEV/SparseOcc"}
-        assert compatible == {"bevformer": {"BEVFormer", "OccNet", "Occ3D-baseline"}, "mmdet3d": rc_legacy,
+        legacy = {"BEVFormer", "OccNet", "Occ3D-baseline", "OccNet (OpenOcc v2)", "SurroundOcc", "OpenOccupancy"}
+        assert compatible == {"bevformer": legacy, "mmdet3d": rc_legacy,
                               "mmdet3d-v2": {"mmdet3d-1.x"}, "bevdet": rc_legacy, "streampetr": rc_legacy}[target]
         fitting = {fit.name for fit in report.consumers if fit.ok}
         assert fitting == {"bevformer": {"BEVFormer"}, "mmdet3d": {"mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)"},

@@ -10,7 +10,8 @@ import msgspec
 
 from occprep.errors import OccprepError
 from occprep.fileio import read_json
-from occprep.layout import check_root_path
+from occprep.layout import check_root_path, version_folders
+from occprep.names import closest
 from occprep.occupancy.gt import LidarKeyframe
 from occprep.tables import TABLE_TYPES, field_subset, read_records
 
@@ -31,8 +32,12 @@ def lidar_keyframes(root_path: str, version: str, lidar_channel: str) -> Dict[st
     """
     version_dir = check_root_path(root_path, version_flag=False) / version
     if not (version_dir / "sample.json").is_file():
-        raise OccprepError(f"--root-path {root_path}: no {version}/ tables in it (the infos' version); give the "
-                           f"nuScenes folder that holds {version}/")
+        present = version_folders(Path(root_path))
+        suggestion = closest(version, present)
+        raise OccprepError(f"--root-path {root_path}: no {version}/ tables in it (it holds "
+                           f"{', '.join(present) or 'no version folder'}); "
+                           + (f"pass --version {suggestion[0]}, or " if suggestion else "")
+                           + f"give the nuScenes folder that holds {version}/")
     sensors = read_records(version_dir, "sensor", field_subset(TABLE_TYPES["sensor"], "token channel"))
     lidar_sensors = {s.token for s in sensors if s.channel == lidar_channel}
     calibrations = read_records(version_dir, "calibrated_sensor",

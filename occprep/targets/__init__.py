@@ -30,6 +30,17 @@ OCCUPANCY_KEYS = (*OCCUPANCY_PATH_KEYS, "lidar_token", "lidarseg")
 """Every key `merge-occ` adds besides scene keys (OpenOccupancy's ground truth is found by `lidar_token`)."""
 
 
+def consumer_file_format(name: str) -> Optional[str]:
+    """The occupancy format whose consumers read BEVFormer infos merged under the file name `name`
+    (config `consumer_file`, e.g. OpenOccupancy's `{tag}_occ_infos_{split}.pkl`), or None."""
+    for fmt in FORMATS:
+        pattern = occupancy_format(fmt).consumer_file
+        regex = re.escape(pattern).replace(r"\{tag\}", ".+?").replace(r"\{split\}", "[^_]+")
+        if pattern and re.fullmatch(regex, name):
+            return fmt
+    return None
+
+
 def merged_suffix(name: str) -> Tuple[str, str]:
     """(file name without a `merge-occ` suffix, the suffix): 'x_val_occ3d.pkl' -> ('x_val.pkl', '_occ3d')."""
     for suffix in MERGED_SUFFIXES.values():
