@@ -17,7 +17,16 @@ from occprep.pickles import load_pickle
 from occprep.synth import synthesize
 
 OCC = ("openocc-v1", "occ3d", "openocc-v2", "surroundocc", "openoccupancy")
-MIXED = ("openocc-v2", "surroundocc", "openoccupancy")
+MERGED_VAL = (("openocc-v2", "data/nuscenes", "data/nuscenes/nuscenes_infos_val_occ.pkl"),
+              ("surroundocc", "data/nuscenes_occ", "data/nuscenes_infos_val.pkl"),
+              ("openoccupancy", "data/nuScenes-Occupancy", "data/nuscenes/nuscenes_occ_infos_val.pkl"))
+"""(format, --occ-root, the merged val infos under the name its consumers read)."""
+
+
+def merge_all(monkeypatch, capsys) -> None:
+    for fmt, root, _ in MERGED_VAL:
+        code, _, err = merge(["--format", fmt, "--occ-root", root, "--root-path", "data/nuscenes"], monkeypatch, capsys)
+        assert code == 0, err
 
 
 @pytest.fixture(scope="module")
@@ -223,11 +232,8 @@ def test_check_reports_the_coverage_of_every_layout(at_world, monkeypatch, capsy
 
 
 def test_show_draws_each_layout(at_world, monkeypatch, capsys):
-    for fmt, root, merged in (("openocc-v2", "data/nuscenes", "data/nuscenes/nuscenes_infos_val_occ.pkl"),
-                              ("surroundocc", "data/nuscenes_occ", "data/nuscenes_infos_val.pkl"),
-                              ("openoccupancy", "data/nuScenes-Occupancy", "data/nuscenes/nuscenes_occ_infos_val.pkl")):
-        code, _, err = merge(["--format", fmt, "--occ-root", root, "--root-path", "data/nuscenes"], monkeypatch, capsys)
-        assert code == 0, err
+    merge_all(monkeypatch, capsys)
+    for fmt, root, merged in MERGED_VAL:
         extra = ["--occ-root", root] if fmt == "openoccupancy" else []
         code, out, err = run_cli(["show", merged, "--index", "1", "--out", f"{fmt}.png", *extra], monkeypatch, capsys)
         assert code == 0, err
@@ -261,11 +267,8 @@ def test_tables_of_another_dataset_are_named(at_world, tmp_path_factory, monkeyp
 
 
 def test_inspect_knows_the_consumer_file_names(at_world, monkeypatch, capsys):
-    for fmt, root, merged in (("openocc-v2", "data/nuscenes", "data/nuscenes/nuscenes_infos_val_occ.pkl"),
-                              ("surroundocc", "data/nuscenes_occ", "data/nuscenes_infos_val.pkl"),
-                              ("openoccupancy", "data/nuScenes-Occupancy", "data/nuscenes/nuscenes_occ_infos_val.pkl")):
-        code, _, err = merge(["--format", fmt, "--occ-root", root, "--root-path", "data/nuscenes"], monkeypatch, capsys)
-        assert code == 0, err
+    merge_all(monkeypatch, capsys)
+    for _, _, merged in MERGED_VAL:
         code, out, err = run_cli(["inspect", merged, "--json"], monkeypatch, capsys)
         report = json.loads(out)
         assert report["target"] == "bevformer" and report["file_name_matches"] and not report["warnings"], out
