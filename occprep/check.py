@@ -27,7 +27,7 @@ from occprep.config import DatasetConfig, config_problems
 from occprep.errors import OccprepError
 from occprep.layout import (OCCUPANCY_ROOTS, OPENOCC_RELEASE, fix_canbus, fix_occ_root, fix_root_path, fix_unity_root,
                             is_occupancy_root, misplaced_sensor_folders)
-from occprep.occupancy import FORMATS, LAYOUTS, LidarKeyframe, PathLocator, lidar_keyframes, openocc_v1
+from occprep.occupancy import FORMATS, LAYOUTS, GtIndex, LidarKeyframe, PathLocator, lidar_keyframes, openocc_v1
 from occprep.reporting import Reporter
 from occprep.splits import devkit_scene_lists
 from occprep.tables import TABLE_TYPES, field_subset, iter_record_batches
@@ -554,9 +554,8 @@ def _check_occupancy(request: CheckRequest, samples_by_scene: Dict[str, List[str
             if index is None:
                 findings.append(_openocc_coverage(occ_root, split, wanted))
             else:
-                present = {t for t in wanted & set(index.samples)
-                           if all(os.path.isfile(f) for f in index.samples[t].files.values())}
-                findings.append(_coverage((str(occ_root), split), wanted, present, OCCUPANCY_ROOTS[fmt].title))
+                findings.append(_coverage((str(occ_root), split), wanted, _on_disk(index, wanted, occ_root),
+                                          OCCUPANCY_ROOTS[fmt].title))
     return findings
 
 
@@ -585,10 +584,14 @@ def _openocc_coverage(occ_root: Path, split: str, wanted: Set[str]) -> Finding:
         index = openocc_v1.read_index(path)
     except OccprepError as exc:
         return Finding(item, "warn", f"does not parse: {exc}", "download the index again")
+    return _coverage(item, wanted, _on_disk(index, wanted, occ_root), "OpenOcc v1 index and files")
+
+
+def _on_disk(index: GtIndex, wanted: Set[str], occ_root: Path) -> Set[str]:
+    """The `wanted` samples of `index` whose files are all where merge-occ finds them (`PathLocator`)."""
     locator = PathLocator(occ_root)
-    present = {t for t in wanted & set(index.samples)
-               if all(locator.locate(f) is not None for f in index.samples[t].files.values())}
-    return _coverage(item, wanted, present, "OpenOcc v1 index and files")
+    return {t for t in wanted & set(index.samples)
+            if all(locator.locate(f) is not None for f in index.samples[t].files.values())}
 
 
 def _coverage(item: Tuple[str, ...], wanted: Set[str], present: Set[str], name: str) -> Finding:

@@ -22,7 +22,7 @@ from occprep.errors import OccprepError
 from occprep.fileio import atomic_write
 from occprep.layout import check_root_path
 from occprep.names import check_names
-from occprep.merge import load_infos, records_key
+from occprep.merge import infos_version, load_infos, records_key
 from occprep.pickles import write_pickle
 from occprep.records import CanBus
 from occprep.reporting import Reporter
@@ -59,8 +59,8 @@ def read_source(path: Path) -> Tuple[object, Target]:
 
 def _version_and_annotations(data: object, neutral: List[dict], source: Target) -> Tuple[str, bool]:
     """The input's dataset version, and whether it has annotations (an empty one: unless it is a test set)."""
-    meta, annotated_key = ("metainfo", "cam_instances") if source.name == "mmdet3d-v2" else ("metadata", "gt_boxes")
-    version = (data.get(meta) or {}).get("version", "")
+    annotated_key = "cam_instances" if source.name == "mmdet3d-v2" else "gt_boxes"
+    version = infos_version(data) or ""
     return version, any(annotated_key in info for info in neutral) or (not neutral and "test" not in version)
 
 

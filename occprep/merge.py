@@ -107,8 +107,6 @@ class SplitMerge:
     `infos` replaced by the merged infos."""
     located: List[Dict[str, str]] = field(default_factory=list)
     """Files of every merged info, by file role, for verification."""
-    version: Optional[str] = None
-    """The infos' dataset version, when their pickle names it."""
     none_values: Counter = field(default_factory=Counter)
     """Info key -> how many merged infos got None for it (the dataset lacks what it names, e.g. lidarseg)."""
     written: bool = False
@@ -229,7 +227,11 @@ def _infos_at(output: Path, options: MergeOptions) -> Optional[Target]:
     """The target whose create-infos output (of `options.extra_tag`, in the infos dir) `output` names, if it exists."""
     if not output.is_file() or output.parent.resolve() != Path(options.infos_dir).resolve() or merged_suffix(output.name)[1]:
         return None
-    return next((t for t in targets().values() if (t.parse_file_name(output.name) or ("",))[0] == options.extra_tag), None)
+    for target in targets().values():
+        parsed = target.parse_file_name(output.name)
+        if parsed is not None and parsed[0] == options.extra_tag:
+            return target
+    return None
 
 
 def merge_split(options: MergeOptions, split: str, path: Path, data: dict, index: GtIndex, locator: PathLocator,
@@ -237,8 +239,7 @@ def merge_split(options: MergeOptions, split: str, path: Path, data: dict, index
     """Match one split's infos (`data`, loaded from `path`) to `index`; merged infos keep their keys and
     append the layout's keys."""
     infos = data[records_key(data)]
-    result = SplitMerge(split, path, output_path(options, split), index.source, [info["token"] for info in infos],
-                        version=infos_version(data))
+    result = SplitMerge(split, path, output_path(options, split), index.source, [info["token"] for info in infos])
     merged = []
     for info in reporter.progress(infos, desc=f"match {split}", unit="info"):
         token = info["token"]
@@ -387,10 +388,10 @@ def merge_occ(options: MergeOptions, reporter: Reporter) -> MergeResult:
     locator = PathLocator(Path(options.occ_root))
     loaded = {split: read_split_infos(options, split) for split in options.splits}
     lidar = _lidar_keyframes(options, loaded) if layout.needs_lidar else None
+    shared = None if layout.per_split else layout.index(options.occ_root, "", lidar)
     splits, indexes = [], {}
     for split, (path, data) in loaded.items():
-        index = (layout.index(options.occ_root, split, lidar) if layout.per_split or not indexes
-                 else next(iter(indexes.values())))
+        index = shared or layout.index(options.occ_root, split, lidar)
         indexes[index.source] = index
         splits.append(merge_split(options, split, path, data, index, locator, reporter))
         del data[records_key(data)]  # the split's payload holds them now

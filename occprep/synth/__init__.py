@@ -17,7 +17,9 @@ from pyquaternion import Quaternion
 from occprep.config import dataset_config, occupancy_format
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write, write_json
+from occprep.layout import OCCUPANCY_ROOTS
 from occprep.names import check_names
+from occprep.occupancy import FORMATS
 from occprep.reporting import Reporter
 from occprep.synth.blobs import BLOB_MODES, write_blobs
 from occprep.synth.canbus import pose_messages, write_can_bus
@@ -30,15 +32,13 @@ from occprep.synth.spec import Rig, SynthSpec, load_rig, load_synth_spec
 from occprep.synth.world import make_agents, make_background, make_ego_track
 from occprep.tables import write_table
 
-OCC_FORMATS = ("openocc-v1", "occ3d", "openocc-v2", "surroundocc", "openoccupancy")
-OCC_FOLDERS = {"openocc-v1": "occ_gt_release_v1_0", "occ3d": "nuscenes", "openocc-v2": "nuscenes",
-               "surroundocc": "nuscenes_occ", "openoccupancy": "nuScenes-Occupancy"}
-"""Occupancy format -> its root under the synth output, where each release is usually extracted beside
-`nuscenes/` (the `--occ-root` to merge it from)."""
+OCC_FOLDERS = {name: OCCUPANCY_ROOTS[name].usual for name in FORMATS}
+"""Occupancy format -> its root under the synth output, the folder each release is usually extracted to
+beside `nuscenes/` (the `--occ-root` to merge it from)."""
 OPENOCC_PATH_PREFIX = "./data/occ_gt_release_v1_0"
 """Index JSON paths follow the published convention (cwd-relative, valid when DIR is ./data)."""
 
-__all__ = ["synthesize", "SynthSummary", "summary_lines", "default_occ", "OCC_FORMATS", "BLOB_MODES", "VERSIONS"]
+__all__ = ["synthesize", "SynthSummary", "summary_lines", "default_occ", "OCC_FOLDERS", "BLOB_MODES", "VERSIONS"]
 
 
 class SynthSummary(msgspec.Struct):
@@ -105,9 +105,9 @@ def synthesize(out: Path, version: str = "v1.0-mini", scenes: Optional[int] = No
     if blobs not in BLOB_MODES:
         raise OccprepError(f"--blobs {blobs!r}: use one of {', '.join(BLOB_MODES)}")
     occ = tuple(default_occ(version) if occ is None else occ)
-    unknown = [f for f in occ if f not in OCC_FORMATS]
+    unknown = [f for f in occ if f not in FORMATS]
     if unknown:
-        raise OccprepError(f"--occ {','.join(unknown)}: use a comma-separated subset of {','.join(OCC_FORMATS)}")
+        raise OccprepError(f"--occ {','.join(unknown)}: use a comma-separated subset of {','.join(FORMATS)}")
     if version == "v1.0-test":
         occ = ()
     check_names(without_can_bus, {p.name for p in plans}, "scene", f"--without-can-bus {','.join(without_can_bus)}",

@@ -35,10 +35,16 @@ def consumer_file_format(name: str) -> Optional[str]:
     (config `consumer_file`, e.g. OpenOccupancy's `{tag}_occ_infos_{split}.pkl`), or None."""
     for fmt in FORMATS:
         pattern = occupancy_format(fmt).consumer_file
-        regex = re.escape(pattern).replace(r"\{tag\}", ".+?").replace(r"\{split\}", "[^_]+")
-        if pattern and re.fullmatch(regex, name):
+        if pattern and re.fullmatch(file_name_regex(pattern), name):
             return fmt
     return None
+
+
+def file_name_regex(pattern: str) -> str:
+    """A regular expression of the file names `pattern` gives (`{tag}`, `{split}` and `{mini}` as in
+    `Target.file_pattern`), with the groups `tag` and `split`."""
+    return (re.escape(pattern).replace(r"\{tag\}", "(?P<tag>.+?)").replace(r"\{split\}", "(?P<split>[^_]+)")
+            .replace(r"\{mini\}", "(?:_mini)?"))
 
 
 def merged_suffix(name: str) -> Tuple[str, str]:
@@ -113,9 +119,7 @@ class Target:
 
     def parse_file_name(self, name: str) -> Optional[Tuple[str, str]]:
         """(tag, split) of a file name of this target (or of its `merge-occ` output), or None."""
-        pattern = (re.escape(self.file_pattern).replace(r"\{tag\}", "(?P<tag>.+?)")
-                   .replace(r"\{split\}", "(?P<split>[^_]+)").replace(r"\{mini\}", "(?:_mini)?"))
-        match = re.fullmatch(pattern, merged_suffix(name)[0])
+        match = re.fullmatch(file_name_regex(self.file_pattern), merged_suffix(name)[0])
         return (match["tag"], match["split"]) if match else None
 
     def sweeps(self, options: BuildOptions) -> int:
