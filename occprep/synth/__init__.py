@@ -25,7 +25,7 @@ from occprep.synth.blobs import BLOB_MODES, write_blobs
 from occprep.synth.canbus import pose_messages, write_can_bus
 from occprep.synth.nuscenes_tables import (KEYFRAME_HZ, Keyframe, lidar_timeline, lidar_times, scene_tables, sensor_timeline,
                                            static_tables, table_stream)
-from occprep.synth.occupancy import (Grid, Solid, class_ids, write_occ3d, write_openocc, write_openocc_v2,
+from occprep.synth.occupancy import (Grid, Occupied, Solid, class_ids, write_occ3d, write_openocc, write_openocc_v2,
                                      write_voxel_list)
 from occprep.synth.scenes import VERSIONS, ScenePlan, plan_log, select_scenes, tokens
 from occprep.synth.spec import Rig, SynthSpec, load_rig, load_synth_spec
@@ -237,6 +237,7 @@ class _OccWriter:
         for key in keyframes:
             ego_from_global = np.linalg.inv(_transform(Quaternion(axis=[0, 0, 1], angle=key.ego_yaw).rotation_matrix,
                                                        np.array([*key.ego_xy, 0.0])))
+            occupied: Dict[tuple, Occupied] = {}  # formats of the same frame and grid share it
             for name, grid in self.grids.items():
                 grid_from_ego = np.linalg.inv(self.ego_from_lidar) if grid.fmt.frame == "lidar" else np.eye(4)
                 grid_from_global = grid_from_ego @ ego_from_global
@@ -244,7 +245,11 @@ class _OccWriter:
                 objects = Solid(key.boxes.centre, key.boxes.size, key.boxes.yaw,
                                 self.category_label[name][key.boxes.category], flow)
                 lidar_origin = (grid_from_ego @ self.ego_from_lidar)[:3, 3]
-                vox = grid.voxelise(grid_from_global, [blocks[name], objects], self.spec.visibility_rule, lidar_origin)
+                solids = [blocks[name], objects]
+                geometry = grid.geometry()
+                if geometry not in occupied:
+                    occupied[geometry] = grid.occupy(grid_from_global, solids, self.spec.visibility_rule, lidar_origin)
+                vox = grid.label(occupied[geometry], solids)
                 self._write(name, plan, key, vox)
             self.frames += 1
 

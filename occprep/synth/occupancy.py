@@ -82,6 +82,23 @@ class Voxelised:
         return flat.reshape((z, y, x) + flat.shape[1:]).transpose((2, 1, 0) + tuple(range(3, flat.ndim + 2)))
 
 
+@dataclass(frozen=True)
+class Occupied:
+    """The class-free part of a voxelisation, flat in OpenOcc order: `ground` (k,) the voxels holding the
+    ground plane, `winner` (V,) int32 the box filling each voxel (-1 for none), `observed` / `camera` (V,)
+    bool visibility masks."""
+
+    ground: np.ndarray
+    winner: np.ndarray
+    observed: np.ndarray
+    camera: np.ndarray
+
+
+def _stacked(solids: List[Solid]) -> Solid:
+    """`solids` as one Solid, rows in order."""
+    return Solid(*(np.concatenate([getattr(s, f) for s in solids]) for f in Solid.__dataclass_fields__))
+
+
 def _windows(lo: np.ndarray, hi: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Every integer point of the boxes [lo, hi) (n, d): owner row (m,) and point (m, d), owners ascending."""
     dims = np.maximum(hi - lo, 0)
@@ -115,30 +132,47 @@ class Grid:
                  lidar_origin: Tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Voxelised:
         """Label the grid whose pose is `grid_from_global` (4x4) with `solids` in order; `lidar_origin`
         (3,) is the LiDAR position in the grid frame, m."""
-        fmt, (nx, ny, nz) = self.fmt, self.shape
-        boxes = Solid(*(np.concatenate([getattr(s, f) for s in solids]) for f in Solid.__dataclass_fields__))
+        return self.label(self.occupy(grid_from_global, solids, rule, lidar_origin), solids)
+
+    def occupy(self, grid_from_global: np.ndarray, solids: List[Solid], rule: VisibilityRule,
+               lidar_origin: Tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Occupied:
+        """Where the ground and `solids` are and what the LiDAR sees, whatever their classes: the same for
+        every format of this grid's frame and geometry (see `voxelise`)."""
+        nx, ny, nz = self.shape
+        boxes = _stacked(solids)
         ground_layer = self._ground_layer(np.linalg.inv(grid_from_global))
-        label = np.full(nx * ny * nz, fmt.free_label, dtype=np.uint8)
         columns = np.flatnonzero((ground_layer >= 0) & (ground_layer < nz))
-        label[ground_layer[columns] * nx * ny + columns] = fmt.classes.index("driveable_surface")
         winner = self._winners(grid_from_global, boxes)
-        hit = np.flatnonzero(winner >= 0)
-        hit_label = boxes.label[winner[hit]]
+        hit = winner >= 0
+        shadow_top = self._shadow_top(grid_from_global, boxes, np.asarray(lidar_origin, dtype=np.float64), rule)
+        floor = np.maximum(ground_layer, 0)
+        shaded = np.flatnonzero(shadow_top >= floor)
+        layer = np.arange(nz)[:, None]
+        shadow_layer, shadow_column = np.nonzero((layer >= floor[shaded]) & (layer <= shadow_top[shaded]))
+        observed = np.ones(len(winner), dtype=bool)
+        observed[shaded[shadow_column] + nx * ny * shadow_layer] = False
+        observed[hit] = True
+        camera = observed.reshape(nz, nx * ny) & (np.hypot(*self.column_xy.T) <= rule.camera_range_m)
+        return Occupied(ground_layer[columns] * nx * ny + columns, winner, observed, camera.ravel())
+
+    def label(self, occupied: Occupied, solids: List[Solid]) -> Voxelised:
+        """The classes of this grid's format on `occupied` (from the same `solids`, labelled for this format)."""
+        fmt = self.fmt
+        boxes = _stacked(solids)
+        label = np.full(len(occupied.winner), fmt.free_label, dtype=np.uint8)
+        label[occupied.ground] = fmt.classes.index("driveable_surface")
+        hit = np.flatnonzero(occupied.winner >= 0)
+        hit_label = boxes.label[occupied.winner[hit]]
         label[hit] = np.where(hit_label < 0, fmt.free_label, hit_label)
         unlabelled = np.zeros(label.shape, dtype=bool)
         unlabelled[hit] = hit_label < 0
-        shadow_top = self._shadow_top(grid_from_global, boxes, np.asarray(lidar_origin, dtype=np.float64), rule)
-        floor = np.maximum(ground_layer, 0)
-        columns = np.flatnonzero(shadow_top >= floor)
-        layer = np.arange(nz)[:, None]
-        shadow_layer, shadow_column = np.nonzero((layer >= floor[columns]) & (layer <= shadow_top[columns]))
-        observed = np.ones(len(label), dtype=bool)
-        observed[columns[shadow_column] + nx * ny * shadow_layer] = False
-        observed[hit] = True
-        camera = observed.reshape(nz, nx * ny) & (np.hypot(*self.column_xy.T) <= rule.camera_range_m)
-        camera = camera.ravel()
-        return Voxelised(self.shape, fmt.free_label, label, winner, boxes.flow.astype(np.float32), observed, camera,
-                         unlabelled)
+        return Voxelised(self.shape, fmt.free_label, label, occupied.winner, boxes.flow.astype(np.float32),
+                         occupied.observed, occupied.camera, unlabelled)
+
+    def geometry(self) -> tuple:
+        """What `occupy` depends on of the format: grids with equal geometry share their `Occupied`."""
+        fmt = self.fmt
+        return fmt.frame, tuple(fmt.point_cloud_range), fmt.voxel_size, tuple(fmt.grid)
 
     def _ground_layer(self, global_from_grid: np.ndarray) -> np.ndarray:
         """(X*Y,) layer holding the ground plane below each column centre (may lie outside [0, Z))."""
@@ -259,14 +293,15 @@ def write_openocc(folder: Path, frame_idx: int, vox: Voxelised) -> Dict[str, Pat
 
 
 def _write_npz(path: Path, arrays: Dict[str, np.ndarray]) -> None:
-    """`np.savez_compressed` of `arrays`, but with a fixed zip timestamp, so the bytes are reproducible."""
+    """`np.savez_compressed` of `arrays`, but with a fixed zip timestamp, so the bytes are reproducible, and
+    the fastest deflate level (readers do not depend on it; it halves the writing of the flow grids)."""
     with atomic_write(path) as handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, array in arrays.items():
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, buffer.getvalue())
+            archive.writestr(info, buffer.getvalue(), compresslevel=1)
 
 
 def write_occ3d(path: Path, vox: Voxelised) -> None:
