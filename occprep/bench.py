@@ -34,17 +34,19 @@ class Run:
 
 
 def synthetic_dataset(workdir: Path, scenes: int, reporter: Reporter) -> Path:
-    """`workdir/synth-<scenes>` (nuscenes/, can_bus/), synthesised once and reused afterwards."""
-    from occprep.synth import synthesize
+    """`workdir/synth-<scenes>` (nuscenes/, can_bus/), synthesised once and reused afterwards while it
+    holds the files the installed synth writes (`synth.FILES_VERSION`)."""
+    from occprep.synth import FILES_VERSION, synthesize
 
     root = Path(workdir) / f"synth-{scenes}"
     marker = root / "synth-complete.json"
-    if marker.is_file():
+    if marker.is_file() and json.loads(marker.read_text()).get("files_version") == FILES_VERSION:
         reporter.info(f"reusing {root}")
         return root
     reporter.info(f"synthesising {scenes} scenes into {root} (once; reused by later runs)")
     summary = synthesize(root, VERSION, scenes=scenes, occ=(), reporter=reporter)
-    marker.write_text(json.dumps({"scenes": summary.scenes, "samples": summary.samples}))
+    marker.write_text(json.dumps({"scenes": summary.scenes, "samples": summary.samples,
+                                  "files_version": FILES_VERSION}))
     return root
 
 

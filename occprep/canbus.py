@@ -1,7 +1,7 @@
 """Stage 2: CAN bus pose messages (nuScenes CAN bus expansion) -> the 18 `can_bus` slots of each info.
 
-The reader reads each scene's `can_bus/{scene}_pose.json` once; a scene without usable data gets
-zeros and a reason the summary names. The slot rule is the reference converter's, see
+The reader reads each scene's `can_bus/{scene}_pose.json` once (and `_steeranglefeedback.json` for
+the targets that use steering); a scene without usable data gets zeros and a reason the summary names. The slot rule is the reference converter's, see
 `can_bus_slots`.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from occprep.config import DatasetConfig
 from occprep.errors import OccprepError
 from occprep.fileio import read_json
-from occprep.records import CanBus, CanBusPoses
+from occprep.records import CanBus, CanBusPoses, CanBusSteering
 from occprep.reporting import Reporter
 
 CAN_BUS_MODES = ("reference", "nearest-before")
@@ -55,34 +55,66 @@ def _scene_number(name: str):
     return int(match.group(1)) if match else None
 
 
+class _SteeringMessage(msgspec.Struct, gc=False):
+    """One message of `{scene}_steeranglefeedback.json`."""
+
+    utime: int
+    value: float
+
+
+def _read_messages(folder: Path, present: set, name: str, message: str, kind: type, blacklisted: bool):
+    """(messages, None) of `{name}_{message}.json`, or (None, why there are none)."""
+    file_name = f"{name}_{message}.json"
+    if blacklisted:
+        return None, "no CAN bus data for this scene (dataset blacklist)"
+    if file_name not in present:
+        return None, f"no file can_bus/{file_name}"
+    try:
+        messages = read_json(folder / file_name, List[kind])
+    except OccprepError as exc:
+        return None, f"unreadable: {exc}"
+    return (messages, None) if messages else (None, f"can_bus/{file_name} has no messages")
+
+
 def read_can_bus(canbus_root: Path, scene_names: Iterable[str], config: DatasetConfig,
-                 reporter: Reporter) -> CanBus:
-    """Pose messages of each scene from `<canbus_root>/can_bus/` (`--canbus`)."""
+                 reporter: Reporter, steering: bool = False) -> CanBus:
+    """Pose messages of each scene from `<canbus_root>/can_bus/` (`--canbus`); with `steering`, also its
+    `steeranglefeedback` messages (VAD's curvature)."""
     folder = Path(canbus_root) / "can_bus"
     if not folder.is_dir():
         raise OccprepError(f"{folder}: CAN bus folder not found; pass --canbus DIR where DIR contains can_bus/ "
                            "(the nuScenes CAN bus expansion)")
     present = set(os.listdir(folder))
     blacklist = set(config.can_bus_blacklist)
-    poses, missing = {}, {}
+    can_bus = CanBus(poses={}, missing={})
     with reporter.progress(sorted(set(scene_names)), desc="CAN bus", unit="scene") as names:
         for name in names:
-            file_name = f"{name}_pose.json"
-            if _scene_number(name) in blacklist:
-                missing[name] = "no CAN bus data for this scene (dataset blacklist)"
-            elif file_name not in present:
-                missing[name] = f"no file can_bus/{file_name}"
+            blacklisted = _scene_number(name) in blacklist
+            messages, why = _read_messages(folder, present, name, "pose", _PoseMessage, blacklisted)
+            if messages is None:
+                can_bus.missing[name] = why
             else:
-                try:
-                    messages = read_json(folder / file_name, List[_PoseMessage])
-                except OccprepError as exc:
-                    missing[name] = f"unreadable: {exc}"
-                    continue
-                if messages:
-                    poses[name] = poses_from_messages(messages)
+                can_bus.poses[name] = poses_from_messages(messages)
+            if steering:
+                messages, why = _read_messages(folder, present, name, "steeranglefeedback", _SteeringMessage,
+                                               blacklisted)
+                if messages is None:
+                    can_bus.steering_missing[name] = why
                 else:
-                    missing[name] = f"can_bus/{file_name} has no messages"
-    return CanBus(poses=poses, missing=missing)
+                    can_bus.steering[name] = CanBusSteering(
+                        utime=np.array([m.utime for m in messages], dtype=np.int64),
+                        value=np.array([m.value for m in messages], dtype=np.float64))
+    return can_bus
+
+
+def nearest_message(utime: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
+    """Index of the message nearest to each `timestamp` in `utime` (sorted, µs); a tie goes to the later
+    one, as VAD's `locate_message`."""
+    later = np.searchsorted(utime, timestamp)
+    earlier = np.maximum(later - 1, 0)
+    at_end = later == len(utime)
+    closer_before = (later > 0) & (timestamp - utime[earlier] < utime[np.minimum(later, len(utime) - 1)] - timestamp)
+    return np.where(at_end | closer_before, later - 1, later)
 
 
 def can_bus_slots(timestamp: np.ndarray, scene_name: list, can_bus: CanBus, mode: str = "reference") -> np.ndarray:

@@ -23,6 +23,23 @@ def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     _debug = _debug or value
 
 
+def vad_fix_options(func):
+    """Add a --fix-vad-<name> flag per VAD reference fault (`occprep.targets.vad.FIXES`); pass `fixes`
+    (frozenset of the names given)."""
+    from occprep.targets.vad import FIXES
+
+    flags = {f"fix_vad_{name.replace('-', '_')}": name for name in FIXES}
+
+    @functools.wraps(func)
+    def wrapper(**kwargs):
+        chosen = frozenset(name for flag, name in flags.items() if kwargs.pop(flag))
+        return func(fixes=chosen, **kwargs)
+
+    for name, meaning in reversed(list(FIXES.items())):
+        wrapper = click.option(f"--fix-vad-{name}", is_flag=True, help=f"vad: {meaning}.")(wrapper)
+    return wrapper
+
+
 def reporting_options(func):
     """Add --quiet, --report FILE and --debug; pass a `reporter` (Reporter) to the command."""
 
@@ -189,7 +206,7 @@ def show_command(reporter: Reporter, pkl: Path, token: str, index: int, out: Pat
               help="Folder that contains can_bus/ (the nuScenes CAN bus expansion).")
 @click.option("--target", "target", default="bevformer", show_default=True,
               help="Comma-separated output formats, all from one read of the tables: bevformer, mmdet3d, "
-                   "mmdet3d-v2, bevdet, streampetr, sparsebev (see README).")
+                   "mmdet3d-v2, bevdet, streampetr, sparsebev, uniad, vad (see README).")
 @click.option("--max-sweeps", type=click.IntRange(min=0), default=None,
               help="Earlier LIDAR_TOP readings per info [default: each target's reference: 10; bevdet 0].")
 @click.option("--keep-float64", is_flag=True,
@@ -208,18 +225,21 @@ def show_command(reporter: Reporter, pkl: Path, token: str, index: int, out: Pat
               "(auto detects it from --root-path).")
 @click.option("--unity-config", default="default", show_default=True,
               help="Unity datasets: sensor id -> camera channel and label -> category map (configs/unity-*.json or a file).")
+@vad_fix_options
 @reporting_options
 def create_infos_command(reporter: Reporter, root_path: str, out_dir: Path, extra_tag: str, version: str,
                          canbus: Path, target: str, max_sweeps: int, keep_float64: bool, can_bus_mode: str,
                          config_name: str, splits_file: Path, strict: bool, no_file_check: bool, format_: str,
-                         unity_config: str) -> None:
+                         unity_config: str, fixes: frozenset) -> None:
     """Write the info pickles of a nuScenes-format dataset, in one or more consumers' formats."""
     from occprep.create import CreateOptions, create_infos
 
-    root_given = click.get_current_context().get_parameter_source("root_path") != ParameterSource.DEFAULT
+    context = click.get_current_context()
     options = CreateOptions(max_sweeps=max_sweeps, can_bus_mode=can_bus_mode, file_check=not no_file_check,
-                            strict=strict, targets=tuple(target.split(",")), root_given=root_given,
-                            float64=keep_float64)
+                            strict=strict, targets=tuple(target.split(",")),
+                            root_given=context.get_parameter_source("root_path") != ParameterSource.DEFAULT,
+                            float64=keep_float64, fixes=fixes,
+                            out_dir_given=context.get_parameter_source("out_dir") != ParameterSource.DEFAULT)
     from occprep.unity.dataset import create_unity_infos, resolve_format
     from occprep.unity.mapping import unity_config as load_unity_config
 
@@ -235,12 +255,12 @@ def create_infos_command(reporter: Reporter, root_path: str, out_dir: Path, extr
 
 @cli.command("convert")
 @click.argument("pkl", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--to", "to", required=True, help="Target format: bevformer, mmdet3d, mmdet3d-v2, bevdet, streampetr or sparsebev.")
+@click.option("--to", "to", required=True, help="Target format: bevformer, mmdet3d, mmdet3d-v2, bevdet, streampetr, sparsebev, uniad or vad.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file [default: the target's file name beside the input, in <target>/ if that is the "
                    "input's name]. Never the input itself.")
 @click.option("--root-path", help="Dataset root with the input's version folder: fills what the input lacks.")
-@click.option("--canbus", type=click.Path(path_type=Path), help="Folder that contains can_bus/ (for bevformer's can_bus).")
+@click.option("--canbus", type=click.Path(path_type=Path), help="Folder that contains can_bus/ (for bevformer's can_bus, vad's CAN bus values).")
 @click.option("--config", "config_name", default="nuscenes", show_default=True,
               help="Dataset convention: a name in configs/ or a JSON file.")
 @click.option("--max-sweeps", type=click.IntRange(min=0), default=None,
@@ -248,14 +268,15 @@ def create_infos_command(reporter: Reporter, root_path: str, out_dir: Path, extr
 @click.option("--can-bus-mode", type=click.Choice(["reference", "nearest-before"]), default="reference",
               show_default=True, help="As create-infos (only when can_bus comes from the tables).")
 @click.option("--keep-float64", is_flag=True, help="mmdet3d-v2: keep float64 where the reference rounds through float32.")
+@vad_fix_options
 @reporting_options
 def convert_command(reporter: Reporter, pkl: Path, to: str, out: Path, root_path: str, canbus: Path, config_name: str,
-                    max_sweeps: int, can_bus_mode: str, keep_float64: bool) -> None:
+                    max_sweeps: int, can_bus_mode: str, keep_float64: bool, fixes: frozenset) -> None:
     """Convert any target's info pickle into another target's (boxes converted, missing keys from the tables)."""
     from occprep.convert import ConvertRequest, convert
     from occprep.create import CreateOptions
 
-    options = CreateOptions(max_sweeps=max_sweeps, can_bus_mode=can_bus_mode, float64=keep_float64)
+    options = CreateOptions(max_sweeps=max_sweeps, can_bus_mode=can_bus_mode, float64=keep_float64, fixes=fixes)
     reporter.finish(*convert(ConvertRequest(pkl, to, out, root_path, canbus, config_name, options), reporter))
 
 

@@ -10,7 +10,7 @@ otherwise an error naming those keys and the flags that supply them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -92,9 +92,9 @@ def _missing(neutral: List[dict], target: Target, annotations: bool, max_sweeps:
 
 
 def _from_tables(request: ConvertRequest, target: Target, version: str, tokens: List[str], annotations: bool,
-                 need_can_bus: bool, reporter: Reporter) -> Tuple[List[dict], Dict[str, str]]:
-    """Neutral infos of `tokens` (in that order) built from the tables of `version`, and the scenes
-    whose `can_bus` are zeros (when it was read) with the reason."""
+                 need_can_bus: bool, reporter: Reporter) -> Tuple[List[dict], Dict[str, str], Dict[str, str]]:
+    """Neutral infos of `tokens` (in that order) built from the tables of `version`, the scenes whose
+    `can_bus` are zeros (when it was read) and those where the target has stand-in values, with the reasons."""
     root = check_root_path(request.root_path, version_flag=False)
     if not (root / version).is_dir():
         raise OccprepError(f"--root-path {request.root_path}: no {version}/ folder (the input's version); pass the "
@@ -102,26 +102,28 @@ def _from_tables(request: ConvertRequest, target: Target, version: str, tokens: 
     config = dataset_config(request.config_name)
     scanned = scan_version(root / version, config, request.config_name, reporter, [target])
     can_bus = CanBus({}, {})
-    if need_can_bus:
+    if need_can_bus or target.steering:
         if request.canbus is None:
-            raise OccprepError("the input has no can_bus values: pass --canbus DIR (the folder that contains can_bus/)")
+            what = "the input has no can_bus values" if need_can_bus else f"{target.name} reads the CAN bus messages"
+            raise OccprepError(f"{what}: pass --canbus DIR (the folder that contains can_bus/)")
         folder, notes = resolve_canbus(request.canbus, request.root_path)
         for note in notes:
             reporter.info(note)
-        can_bus = read_can_bus(folder, scanned.scenes.name, config, reporter)
+        can_bus = read_can_bus(folder, scanned.scenes.name, config, reporter, steering=target.steering)
     check_names(tokens, set(scanned.keyframes.token), "sample token", f"{request.source}",
                 f"the {version} tables under {request.root_path} are not the ones it was made from")
     names = scanned.scenes.name
     plan = SplitPlan(("all",), {name: "all" for name in names}, fallback="all", source="convert")
-    options = CreateOptions(max_sweeps=request.options.max_sweeps, can_bus_mode=request.options.can_bus_mode,
-                            file_check=False, targets=(target.name,), root_given=True, float64=request.options.float64)
+    options = replace(request.options, file_check=False, targets=(target.name,), root_given=True)
     result = infos_from_scan(scanned, can_bus, config, request.root_path, plan, version, options, reporter,
                              annotations=annotations)
     row = {token: s for s, token in enumerate(scanned.keyframes.token)}
     rows = [row[t] for t in tokens]
     used = {scanned.scenes.name[i] for i in scanned.keyframes.scene[rows].tolist()}
     no_can_bus = {name: why for name, why in result.no_can_bus.items() if name in used} if need_can_bus else {}
-    return target.neutral_infos(result.parts, rows, annotations, options.build_options(request.root_path)), no_can_bus
+    build_options = options.build_options(request.root_path)
+    gaps = target.gaps(result.parts, rows, annotations, build_options) if target.gaps is not None else {}
+    return target.neutral_infos(result.parts, rows, annotations, build_options), no_can_bus, gaps
 
 
 def convert(request: ConvertRequest, reporter: Reporter) -> Tuple[dict, List[str]]:
@@ -141,7 +143,7 @@ def convert(request: ConvertRequest, reporter: Reporter) -> Tuple[dict, List[str
     version, annotations = _version_and_annotations(data, neutral, source)
     out = output_path(request, source, target, version)
     build_options = BuildOptions(max_sweeps=request.options.max_sweeps, root_path=request.root_path,
-                                 float64=request.options.float64)
+                                 float64=request.options.float64, fixes=request.options.fixes)
     max_sweeps = target.sweeps(build_options)
     missing = _missing(neutral, target, annotations, max_sweeps)
     if missing and request.root_path is None:
@@ -149,8 +151,9 @@ def convert(request: ConvertRequest, reporter: Reporter) -> Tuple[dict, List[str
         raise OccprepError(f"{request.source}: a {source.name} pickle lacks {', '.join(missing)} for {target.name}; "
                            f"pass {flags} to fill them from the tables")
     no_can_bus: Dict[str, str] = {}
+    gaps: Dict[str, str] = {}
     if missing:
-        tables, no_can_bus = _from_tables(request, target, version, [info["token"] for info in neutral], annotations,
+        tables, no_can_bus, gaps = _from_tables(request, target, version, [info["token"] for info in neutral], annotations,
                                           "can_bus" in missing, reporter)
         for info, filled in zip(neutral, tables):
             info.update({key: filled[key] for key in missing})
@@ -168,9 +171,11 @@ def convert(request: ConvertRequest, reporter: Reporter) -> Tuple[dict, List[str
     lines += [f"  carried over as they were: {', '.join(carried)}"] if carried else []
     lines += [f"  {len(no_can_bus)} scene(s) without CAN bus (zeros):", *(f"    {name}: {why}" for name, why in
                                                                           no_can_bus.items())] if no_can_bus else []
+    lines += [f"  {len(gaps)} scene(s) with stand-in values:", *(f"    {name}: {why}" for name, why in
+                                                                 sorted(gaps.items()))] if gaps else []
     summary = {"source": str(request.source), "source_target": source.name, "target": target.name, "out": str(out),
                "infos": len(neutral), "version": version, "filled_from_tables": missing, "carried_over": carried,
-               "scenes_without_can_bus": no_can_bus}
+               "scenes_without_can_bus": no_can_bus, "stand_in_values": gaps}
     return summary, lines
 
 

@@ -15,7 +15,7 @@ import gc
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -58,11 +58,15 @@ class CreateOptions:
     """False when the root path is the command's default: targets then write their reference's root."""
     float64: bool = False
     """mmdet3d-v2: keep float64 where the reference rounds through float32."""
+    fixes: FrozenSet[str] = frozenset()
+    """Reference faults to mend (`BuildOptions.fixes`)."""
+    out_dir_given: bool = True
+    """False when the output folder is the command's default (see `Target.own_folder`)."""
 
     def build_options(self, root_path: str) -> BuildOptions:
         """What every target's writer is told."""
         return BuildOptions(max_sweeps=self.max_sweeps, root_path=root_path if self.root_given else None,
-                            float64=self.float64)
+                            float64=self.float64, fixes=self.fixes)
 
     def chosen_targets(self) -> List[Target]:
         """The requested targets (an unknown name is an error listing the known ones)."""
@@ -92,6 +96,8 @@ class VersionInfos:
     empty: Dict[str, str] = field(default_factory=dict)
     """Output split -> why it holds no infos (no scene of these tables belongs to it)."""
     outputs: List[str] = field(default_factory=list)
+    gaps: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    """Target name -> scene name -> which of its values are stand-ins there and why (`Target.gaps`)."""
 
     def build(self, target: Target, options: BuildOptions) -> Dict[str, object]:
         """Split -> the pickled object of `target` (in memory; `write_outputs` streams them instead)."""
@@ -195,7 +201,9 @@ def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_
     used = {name for name in sample_scene_name if name not in left_out}
     no_can_bus = {name: can_bus.missing.get(name, "no CAN bus data")
                   for name in sorted(used) if name not in can_bus.poses}
-    return VersionInfos(version=version, parts=InfoParts(scanned, geometry, slots, config, root_path), splits=splits,
+    messages = can_bus if any(target.steering for target in options.chosen_targets()) else None
+    return VersionInfos(version=version, parts=InfoParts(scanned, geometry, slots, config, root_path, messages),
+                        splits=splits,
                         annotations=annotations, scenes=len(set(sample_scene_name)), no_can_bus=no_can_bus,
                         left_out=left_out, unlisted=unlisted, unlisted_split=plan.fallback, empty=empty)
 
@@ -258,12 +266,13 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
         custom_plan.check_scenes([s.name for v in versions for s in read_table(root / v, "scene")],
                                  f"the {', '.join(versions)} tables")
 
-    out_dirs, shared = output_dirs(chosen, Path(out_dir))
+    out_dirs, shared = output_dirs(chosen, Path(out_dir), options.out_dir_given)
     results = []
     with Staging() as staging:
         for concrete in versions:
             scanned = scan_version(root / concrete, config, config_name, reporter, chosen)
-            can_bus = read_can_bus(canbus_root, scanned.scenes.name, config, reporter)
+            can_bus = read_can_bus(canbus_root, scanned.scenes.name, config, reporter,
+                                   steering=any(target.steering for target in chosen))
             plan = custom_plan or official_plan(concrete)
             result = infos_from_scan(scanned, can_bus, config, root_path, plan, concrete, options, reporter,
                                      annotations="test" not in concrete)
@@ -286,15 +295,18 @@ def scan_version(version_dir: Path, config: DatasetConfig, config_name: str, rep
         return scan(tables, config, camera_sweeps)
 
 
-def output_dirs(chosen: Sequence[Target], out_dir: Path) -> Tuple[Dict[str, Path], List[str]]:
-    """Target name -> its folder: `out_dir`, or `out_dir/<target>/` for targets whose file names
-    another requested target also writes; and the summary line that says so."""
-    patterns = Counter(target.file_pattern for target in chosen)
-    clashing = [target.name for target in chosen if patterns[target.file_pattern] > 1]
-    dirs = {target.name: out_dir / target.name if target.name in clashing else out_dir for target in chosen}
-    note = ([f"{' and '.join(clashing)} write the same file names: each went to {out_dir}/<target>/"]
-            if clashing else [])
-    return dirs, note
+def output_dirs(chosen: Sequence[Target], out_dir: Path, out_dir_given: bool = True) -> Tuple[Dict[str, Path], List[str]]:
+    """Target name -> its folder: `out_dir`, or `out_dir/<target>/` for a target with its own folder
+    (`Target.own_folder`, unless it is the only target and `out_dir_given`) and for targets whose file
+    names another requested target also writes; and the summary lines that say so."""
+    own = [t.name for t in chosen if t.own_folder and not (len(chosen) == 1 and out_dir_given)]
+    patterns = Counter(target.file_pattern for target in chosen if target.name not in own)
+    clashing = [t.name for t in chosen if t.name not in own and patterns[t.file_pattern] > 1]
+    dirs = {t.name: out_dir / t.name if t.name in own or t.name in clashing else out_dir for t in chosen}
+    notes = [f"{name} writes another target's file names: it went to {out_dir / name}/" for name in own]
+    if clashing:
+        notes.append(f"{' and '.join(clashing)} write the same file names: each went to {out_dir}/<target>/")
+    return dirs, notes
 
 
 def check_config_names(config: DatasetConfig, tables: Tables, given: str) -> None:
@@ -343,6 +355,9 @@ def write_outputs(result: VersionInfos, chosen: Sequence[Target], out_dirs: Dict
                     raise OccprepError(f"{path}: cannot write ({exc.strerror}); check --out-dir") from None
                 del built
                 result.outputs.append(str(path))
+                if target.gaps is not None:
+                    result.gaps.setdefault(target.name, {}).update(
+                        target.gaps(result.parts, rows, result.annotations, options))
                 progress.update(len(rows))
 
 
@@ -363,13 +378,17 @@ def summarize(results: List[VersionInfos], skipped: List[str], wall_time: float,
             if named:
                 lines.append(f"  {len(named)} scene(s) {title}:")
                 lines.extend(f"    {name}: {reason}" for name, reason in named.items())
+        for name, scenes in r.gaps.items():
+            if scenes:
+                lines.append(f"  {name}: {len(scenes)} scene(s) with stand-in values:")
+                lines.extend(f"    {scene}: {why}" for scene, why in sorted(scenes.items()))
         if r.unlisted:
             fate = f"went to {r.unlisted_split}" if r.unlisted_split else "left out"
             lines.append(f"  {len(r.unlisted)} scene(s) in no split list ({fate}): {', '.join(r.unlisted)}")
         versions.append({"version": r.version, "samples": counts, "scenes": r.scenes,
                          "scenes_without_can_bus": r.no_can_bus, "scenes_left_out": r.left_out,
                          "scenes_in_no_list": r.unlisted, "scenes_in_no_list_split": r.unlisted_split,
-                         "empty_splits": r.empty,
+                         "empty_splits": r.empty, "stand_in_values": r.gaps,
                          "outputs": r.outputs})
     lines.extend(notes)
     lines.append(f"wall time {wall_time:.1f} s")

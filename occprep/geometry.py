@@ -63,6 +63,12 @@ def yaw(quaternions: np.ndarray) -> np.ndarray:
     return np.arctan2(2 * (w * z - x * y), 1 - 2 * (y * y + z * z))
 
 
+def heading(quaternions: np.ndarray) -> np.ndarray:
+    """Angle, rad, of the rotated x axis in the xy plane, as nuScenes-devkit `quaternion_yaw`."""
+    matrices = rotation_matrices(quaternions)
+    return np.arctan2(matrices[..., 1, 0], matrices[..., 0, 0])
+
+
 def apply(rotation: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """`rotation @ v` for stacks of (..., 3, 3) rotations and (..., 3) vectors."""
     return np.einsum("...ij,...j->...i", rotation, vectors)

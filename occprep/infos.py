@@ -15,7 +15,7 @@ import numpy as np
 
 from occprep import boxes
 from occprep.config import DatasetConfig
-from occprep.records import Scan, Temporal
+from occprep.records import CanBus, Scan, Temporal
 
 T = TypeVar("T")
 
@@ -40,13 +40,16 @@ class InfoParts:
     """The shared pieces of the info dicts of one `Scan` (its arrays flattened to Python values once).
 
     `root_path` prefixes every path as typed; a target with another default root asks for its own
-    with `paths(root)`.
+    with `paths(root)`. `messages` are the CAN bus messages themselves, kept only when a target reads
+    more of them than the `can_bus` slots.
     """
 
     def __init__(self, scan: Scan, temporal: Temporal, can_bus: np.ndarray, config: DatasetConfig,
-                 root_path: str) -> None:
+                 root_path: str, messages: Optional[CanBus] = None) -> None:
         self.scan, self.temporal, self.can_bus, self.config = scan, temporal, can_bus, config
         self.root_path = root_path
+        self.messages = messages if messages is not None else CanBus(poses={}, missing={})
+        """The CAN bus messages, for targets that read more than the `can_bus` slots (VAD)."""
         readings = scan.readings
         self._data_paths: Dict[str, List[str]] = {}
         self._memo: Dict[str, object] = {}

@@ -6,7 +6,7 @@ another record are int64 with -1 for "none". Quaternions are (w, x, y, z).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Dict, List, Optional
 
@@ -40,6 +40,20 @@ class CanBus:
     poses: Dict[str, CanBusPoses]
     missing: Dict[str, str]
     """Scene name -> why it has no CAN bus data (blacklisted, no file, unreadable: ...)."""
+    steering: Dict[str, "CanBusSteering"] = field(default_factory=dict)
+    """Scene name -> its `steeranglefeedback` messages (read only for targets that use them)."""
+    steering_missing: Dict[str, str] = field(default_factory=dict)
+    """Scene name -> why it has no steering messages (when they were read)."""
+
+
+@dataclass(frozen=True)
+class CanBusSteering:
+    """The CAN bus `steeranglefeedback` messages of one scene, in file order (M messages)."""
+
+    utime: np.ndarray
+    """(M,) int64, µs."""
+    value: np.ndarray
+    """(M,) float64, steering-wheel angle, rad, positive to the left (as the real files)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,8 @@ class Scenes:
 
     token: List[str]
     name: List[str]
+    location: List[str]
+    """The location of the scene's log (`log.location`, e.g. 'singapore-onenorth')."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,10 @@ class Keyframes:
     """(S,) int64, µs."""
     frame_idx: np.ndarray
     """(S,) int64, 0-based position on the scene's sample chain."""
+    prev_row: np.ndarray
+    """(S,) int64, row of the previous sample on the scene's chain (-1 at its first)."""
+    next_row: np.ndarray
+    """(S,) int64, row of the next sample (-1 at the scene's last)."""
     lidar: np.ndarray
     """(S,) int64, the LIDAR_TOP keyframe reading (row in `Scan.readings`)."""
     cameras: np.ndarray
@@ -129,6 +149,10 @@ class Annotations:
     velocity: np.ndarray
     """(A, 3) float64, m/s, global frame (nuScenes-devkit `box_velocity`; NaN when unknown)."""
     category: List[str]
+    instance: np.ndarray
+    """(A,) int64, row of the box's instance in the instance table (the devkit's `getind('instance', ...)`)."""
+    next: np.ndarray
+    """(A,) int64, row (in these grouped rows) of the instance's next annotation (-1 at the track's end)."""
     attribute: Optional[List[str]]
     """Name of the box's first attribute ('None' when it has none), as mmdet3d's converters take it;
     None unless read (`read_scan_tables(details=True)`)."""
@@ -154,6 +178,10 @@ class Scan:
     ego_poses: Transforms
     """Ego -> global, one row per ego pose a reading uses."""
     annotations: Annotations
+    instance_tokens: List[str]
+    """Token of every instance record, in table order (`Annotations.instance` indexes it)."""
+    category_names: List[str]
+    """Name of every category record, in table order."""
 
 
 @dataclass(frozen=True)

@@ -118,15 +118,16 @@ def _annotations(tables: Tables, sample_row: Dict[str, int], sample_time: np.nda
     sample = _resolve(sample_row, [a.sample_token for a in records], records, "sample_annotation", "sample_token")
     prev = _resolve(ann_row, [a.prev for a in records], records, "sample_annotation", "prev")
     next_ = _resolve(ann_row, [a.next for a in records], records, "sample_annotation", "next")
-    category = [instance_category.get(a.instance_token) for a in records]
-    if None in category:
-        bad = records[category.index(None)]
-        raise _unresolved("sample_annotation", "instance_token", bad.instance_token, bad.token)
+    instance = _resolve(_token_rows(tables.instance), [a.instance_token for a in records], records,
+                        "sample_annotation", "instance_token")
+    category = [instance_category[a.instance_token] for a in records]
     attribute = _first_attributes(records, tables.attribute) if _has_field(records, "attribute_tokens") else None
     translation = stack([a.translation for a in records], 3)
     velocity = _box_velocity(translation, sample_time[sample], prev, next_)
 
     order = np.argsort(sample, kind="stable")
+    grouped_row = np.empty_like(order)
+    grouped_row[order] = np.arange(len(order))
     offsets = np.zeros(len(tables.sample) + 1, dtype=np.int64)
     np.cumsum(np.bincount(sample, minlength=len(tables.sample)), out=offsets[1:])
     annotations = Annotations(
@@ -135,6 +136,8 @@ def _annotations(tables: Tables, sample_row: Dict[str, int], sample_time: np.nda
         rotation=stack([a.rotation for a in records], 4)[order],
         velocity=velocity[order],
         category=[category[i] for i in order.tolist()],
+        instance=instance[order],
+        next=np.where(next_[order] >= 0, grouped_row[next_[order]], -1),
         attribute=None if attribute is None else [attribute[i] for i in order.tolist()],
         visibility=([records[i].visibility_token for i in order.tolist()]
                     if _has_field(records, "visibility_token") else None),
@@ -248,11 +251,14 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False) -> 
 
     annotations, offsets = _annotations(tables, sample_row, 1e-6 * sample_time)
     return Scan(
-        scenes=Scenes(token=[s.token for s in tables.scene], name=[s.name for s in tables.scene]),
+        scenes=Scenes(token=[s.token for s in tables.scene], name=[s.name for s in tables.scene],
+                      location=_scene_locations(tables)),
         keyframes=Keyframes(
             token=[s.token for s in tables.sample],
             prev=[s.prev for s in tables.sample],
             next=[s.next for s in tables.sample],
+            prev_row=_resolve(sample_row, [s.prev for s in tables.sample], tables.sample, "sample", "prev"),
+            next_row=_resolve(sample_row, [s.next for s in tables.sample], tables.sample, "sample", "next"),
             scene=sample_scene,
             timestamp=sample_time,
             frame_idx=frame_idx,
@@ -265,7 +271,18 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False) -> 
         intrinsics=[c.camera_intrinsic for c in tables.calibrated_sensor],
         ego_poses=_transforms(pose_records),
         annotations=annotations,
+        instance_tokens=[i.token for i in tables.instance],
+        category_names=[c.name for c in tables.category],
     )
+
+
+def _scene_locations(tables: Tables) -> List[str]:
+    """`log.location` of every scene (its `log_token` resolved)."""
+    location = {log.token: log.location for log in tables.log}
+    missing = next((scene for scene in tables.scene if scene.log_token not in location), None)
+    if missing is not None:
+        raise _unresolved("scene", "log_token", missing.log_token, missing.token)
+    return [location[scene.log_token] for scene in tables.scene]
 
 
 SampleDataFields = field_subset(SampleData, "token sample_token ego_pose_token calibrated_sensor_token timestamp "

@@ -313,3 +313,214 @@ def assert_sparsebev_info(nusc, info: dict, mmdet3d: dict, data_root: str) -> No
         assert list(actual) == SPARSEBEV_CAMERAS
         for channel in SPARSEBEV_CAMERAS:
             same(actual[channel], expected[channel])
+
+
+UNIAD_KEYS = ["lidar_path", "token", "prev", "next", "can_bus", "frame_idx", "sweeps", "cams", "scene_token",
+              "lidar2ego_translation", "lidar2ego_rotation", "ego2global_translation", "ego2global_rotation",
+              "timestamp", "gt_boxes", "gt_names", "gt_velocity", "num_lidar_pts", "num_radar_pts", "valid_flag",
+              "gt_inds", "gt_ins_tokens", "fut_traj", "fut_traj_valid_mask", "visibility_tokens"]
+
+
+def assert_uniad_info(nusc, helper, info: dict, bevformer: dict) -> None:
+    """A UniAD v1 info: BEVFormer's keys but `scene_name`, then per box the instance row and token, the
+    devkit `PredictHelper` future (8 s, agent frame, zero-padded to 16) and the visibility level."""
+    annotated = "gt_boxes" in bevformer
+    assert list(info) == (UNIAD_KEYS if annotated else UNIAD_KEYS[:14])
+    for key in UNIAD_KEYS[:20] if annotated else UNIAD_KEYS[:14]:
+        assert_same_value(info[key], bevformer[key], key)
+    if not annotated:
+        return
+    sample = nusc.get("sample", info["token"])
+    annotations = [nusc.get("sample_annotation", token) for token in sample["anns"]]
+    np.testing.assert_array_equal(info["gt_inds"], [nusc.getind("instance", a["instance_token"]) for a in annotations])
+    assert info["gt_inds"].dtype == np.int64
+    assert info["gt_ins_tokens"].tolist() == [a["instance_token"] for a in annotations]
+    assert info["visibility_tokens"].tolist() == [int(a["visibility_token"]) for a in annotations]
+    assert info["fut_traj"].shape == info["fut_traj_valid_mask"].shape == (len(annotations), 16, 2)
+    for n, annotation in enumerate(annotations):
+        future = helper.get_future_for_agent(annotation["instance_token"], sample["token"], seconds=8,
+                                             in_agent_frame=True)
+        steps = len(future)
+        np.testing.assert_allclose(info["fut_traj"][n, :steps], future.reshape(-1, 2), atol=1e-9, rtol=0)
+        assert not info["fut_traj"][n, steps:].any()
+        assert info["fut_traj_valid_mask"][n, :steps].all() and not info["fut_traj_valid_mask"][n, steps:].any()
+
+
+def assert_same_value(actual, expected, key: str) -> None:
+    """Two info values equal (arrays elementwise, NaN equal to NaN; dicts and lists recursively)."""
+    if isinstance(expected, np.ndarray):
+        assert actual.dtype == expected.dtype, key
+        np.testing.assert_array_equal(actual, expected, err_msg=key)
+    elif isinstance(expected, dict):
+        assert list(actual) == list(expected), key
+        for name in expected:
+            assert_same_value(actual[name], expected[name], f"{key}/{name}")
+    elif isinstance(expected, list):
+        assert len(actual) == len(expected), key
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_same_value(a, e, f"{key}[{i}]")
+    else:
+        assert actual == expected, key
+
+
+VAD_KEYS = ["lidar_path", "token", "prev", "next", "can_bus", "frame_idx", "sweeps", "cams", "scene_token",
+            "lidar2ego_translation", "lidar2ego_rotation", "ego2global_translation", "ego2global_rotation",
+            "timestamp", "fut_valid_flag", "map_location", "gt_boxes", "gt_names", "gt_velocity", "num_lidar_pts",
+            "num_radar_pts", "valid_flag", "gt_agent_fut_trajs", "gt_agent_fut_masks", "gt_agent_lcf_feat",
+            "gt_agent_fut_yaw", "gt_agent_fut_goal", "gt_ego_his_trajs", "gt_ego_fut_trajs", "gt_ego_fut_masks",
+            "gt_ego_fut_cmd", "gt_ego_lcf_feat"]
+
+
+def xyzw_yaw(x, y, z, w) -> float:
+    """The yaw of a quaternion handed over as (x, y, z, w), not normalised (VAD's `quart_to_rpy`)."""
+    return np.arctan2(2 * (w * z + x * y), 1 - 2 * (z * z + y * y))
+
+
+def lidar_position(nusc, sample: dict) -> np.ndarray:
+    """The keyframe LIDAR_TOP's position, global frame: translation of ego pose @ calibration."""
+    sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
+    pose = nusc.get("ego_pose", sd["ego_pose_token"])
+    cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+    return (homogeneous(pose["translation"], pose["rotation"]) @ homogeneous(cs["translation"], cs["rotation"]))[:3, 3]
+
+
+def vad_expected(nusc, can_bus, info: dict, fixes=()) -> dict:
+    """VAD's keys of one info, recomputed sample by sample with devkit `Box` moves and `NuScenesCanBus`
+    messages, following the steps /docs consumer-formats §7 and §14 describe (faults kept unless fixed)."""
+    from nuscenes.utils.data_classes import Box
+
+    sample = nusc.get("sample", info["token"])
+    scene = nusc.get("scene", sample["scene_token"])
+    location = nusc.get("log", scene["log_token"])["location"]
+    chain = sample
+    for _ in range(6):
+        chain = nusc.get("sample", chain["next"]) if chain and chain["next"] else None
+    expected = {"fut_valid_flag": chain is not None, "map_location": location}
+    if "gt_boxes" not in info:
+        return expected
+    sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
+    pose = nusc.get("ego_pose", sd["ego_pose_token"])
+    cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+
+    def into_lidar(box):
+        box.translate(-np.array(pose["translation"]))
+        box.rotate(Quaternion(pose["rotation"]).inverse)
+        box.translate(-np.array(cs["translation"]))
+        box.rotate(Quaternion(cs["rotation"]).inverse)
+        return box
+
+    category_position = {c["name"]: i for i, c in enumerate(nusc.category)}
+    _, boxes, _ = nusc.get_sample_data(sample["data"]["LIDAR_TOP"])
+    trajs, masks, yaws, goals, features = [], [], [], [], []
+    for n, token in enumerate(sample["anns"]):
+        annotation = nusc.get("sample_annotation", token)
+        previous = boxes[n]
+        traj, mask, yaw = np.zeros((6, 2)), np.zeros(6), np.zeros(6)
+        for step in range(6):
+            if not annotation["next"]:
+                break
+            annotation = nusc.get("sample_annotation", annotation["next"])
+            box = into_lidar(Box(annotation["translation"], annotation["size"], Quaternion(annotation["rotation"])))
+            traj[step] = box.center[:2] - previous.center[:2]
+            mask[step] = 1
+            q, p = box.orientation, previous.orientation
+            change = xyzw_yaw(q.x, q.y, q.z, q.w) - xyzw_yaw(p.x, p.y, p.z, p.w)
+            yaw[step] = (change + np.pi) % (2 * np.pi) - np.pi if "fut-yaw" in fixes else change
+            previous = box
+        positions = np.cumsum(traj, axis=0)
+        if "goal" in fixes:
+            moved = positions[-1]
+            static = np.linalg.norm(moved) < 1.0
+        else:
+            moved = positions[-1] - positions[0]
+            static = max(moved) < 1.0
+        goals.append(9 if static else (np.arctan2(moved[1], moved[0]) + np.pi) // (np.pi / 4))
+        first = nusc.get("sample_annotation", token)
+        global_velocity = np.array([*nusc.box_velocity(token)[:2], 0.0])
+        velocity = (Quaternion(cs["rotation"]).rotation_matrix.T @ Quaternion(pose["rotation"]).rotation_matrix.T
+                    @ global_velocity)[:2]
+        features.append([*boxes[n].center[:2], boxes[n].orientation.yaw_pitch_roll[0], *velocity, *first["size"],
+                         category_position.get(first["category_name"], -1)])
+        trajs.append(traj.reshape(-1))
+        masks.append(mask)
+        yaws.append(yaw)
+    count = len(sample["anns"])
+    expected.update({"gt_agent_fut_trajs": np.array(trajs).reshape(count, 12),
+                     "gt_agent_fut_masks": np.array(masks).reshape(count, 6),
+                     "gt_agent_lcf_feat": np.array(features).reshape(count, 9),
+                     "gt_agent_fut_yaw": np.array(yaws).reshape(count, 6),
+                     "gt_agent_fut_goal": np.array(goals, dtype=float).reshape(count)})
+
+    lidar_from_global = np.linalg.inv(homogeneous(pose["translation"], pose["rotation"])
+                                      @ homogeneous(cs["translation"], cs["rotation"]))
+
+    def local(points):
+        return (lidar_from_global[:3, :3] @ np.asarray(points).T).T + lidar_from_global[:3, 3]
+
+    # Past: positions of this and the 2 earlier samples; before the scene start, step back by the last
+    # known step.
+    past, past_steps, current = [None] * 3, [None] * 3, sample
+    for i in (2, 1, 0):
+        if current is not None:
+            past[i] = lidar_position(nusc, current)
+            past_steps[i] = (lidar_position(nusc, nusc.get("sample", current["next"])) - past[i]
+                             if current["next"] else np.zeros(3))
+            current = nusc.get("sample", current["prev"]) if current["prev"] else None
+        else:
+            past[i], past_steps[i] = past[i + 1] - past_steps[i + 1], past_steps[i + 1]
+    future, current = [], sample
+    while len(future) < 7:
+        future.append(lidar_position(nusc, current))
+        if not current["next"]:
+            break
+        current = nusc.get("sample", current["next"])
+    future_masks = [1.0] * (len(future) - 1) + [0.0] * (7 - len(future))
+    future += [future[-1]] * (7 - len(future))
+    past_local, future_local = local(past), local(future)
+    final_x = future_local[-1][0]
+    command = [1, 0, 0] if final_x >= 2 else [0, 1, 0] if final_x <= -2 else [0, 0, 1]
+    his, fut = np.diff(past_local, axis=0), np.diff(future_local, axis=0)
+
+    def ego_yaw(record) -> float:
+        w, x, y, z = record["rotation"]
+        return xyzw_yaw(x, y, z, w) if "ego-yaw" in fixes else xyzw_yaw(w, x, y, z)
+
+    neighbour = (nusc.get("sample", sample["prev"]) if sample["prev"] else nusc.get("sample", sample["next"]))
+    other = nusc.get("ego_pose", nusc.get("sample_data", neighbour["data"]["LIDAR_TOP"])["ego_pose_token"])
+    here_yaw = ego_yaw(pose)
+    if sample["prev"]:
+        rate, distance = (here_yaw - ego_yaw(other)) / 0.5, np.subtract(pose["translation"], other["translation"])
+    else:
+        rate, distance = (ego_yaw(other) - here_yaw) / 0.5, np.subtract(other["translation"], pose["translation"])
+    speed = np.linalg.norm(distance[:2]) / 0.5
+    try:
+        poses = can_bus.get_messages(scene["name"], "pose")
+        steering = can_bus.get_messages(scene["name"], "steeranglefeedback")
+        nearest_pose = min(poses, key=lambda m: (abs(m["utime"] - sample["timestamp"]), -m["utime"]))
+        nearest_steering = min(steering, key=lambda m: (abs(m["utime"] - sample["timestamp"]), -m["utime"]))
+        v0 = nearest_pose["vel"][0]
+        value = -nearest_steering["value"] if location.startswith("singapore") else nearest_steering["value"]
+        curvature = 2 * value / 2.588
+    except Exception:
+        v0 = np.sqrt((his[-1][0] + fut[0][0]) ** 2 + (his[-1][1] + fut[0][1]) ** 2)
+        curvature = 0.0
+    expected.update({
+        "gt_ego_his_trajs": his[:, :2], "gt_ego_fut_trajs": fut[:, :2], "gt_ego_fut_masks": np.array(future_masks),
+        "gt_ego_fut_cmd": np.array(command, dtype=float),
+        "gt_ego_lcf_feat": np.array([speed * np.cos(here_yaw + np.pi / 2), speed * np.sin(here_yaw + np.pi / 2),
+                                     *info["can_bus"][7:9], rate, 4.084, 1.85, v0, curvature])})
+    return expected
+
+
+def assert_vad_info(nusc, can_bus, info: dict, bevformer: dict, fixes=()) -> None:
+    """A VAD info: BEVFormer's keys but `scene_name`, VAD's two scene keys, and its ten float32 arrays equal
+    to `vad_expected` to one float32 step (sums of float64 terms may round to the neighbouring float32)."""
+    annotated = "gt_boxes" in bevformer
+    assert list(info) == (VAD_KEYS if annotated else VAD_KEYS[:16])
+    for key in VAD_KEYS[:14] + (VAD_KEYS[16:22] if annotated else []):
+        assert_same_value(info[key], bevformer[key], key)
+    expected = vad_expected(nusc, can_bus, info, fixes)
+    assert info["fut_valid_flag"] is expected["fut_valid_flag"] and info["map_location"] == expected["map_location"]
+    for key in VAD_KEYS[22:] if annotated else []:
+        assert info[key].dtype == np.float32 and info[key].shape == expected[key].shape, key
+        np.testing.assert_allclose(info[key], expected[key].astype(np.float32), rtol=2e-7, atol=1e-6, err_msg=key)

@@ -22,10 +22,11 @@ from occprep.show import drawable
 from occprep.synth import synthesize
 from occprep.targets import identify
 
-ALL = "bevformer,mmdet3d,mmdet3d-v2,bevdet,streampetr,sparsebev"
+ALL = "bevformer,mmdet3d,mmdet3d-v2,bevdet,streampetr,sparsebev,uniad,vad"
 FILES = {"bevformer": "nuscenes_infos_temporal_{split}.pkl", "mmdet3d": "mmdet3d/nuscenes_infos_{split}.pkl",
          "mmdet3d-v2": "mmdet3d-v2/nuscenes_infos_{split}.pkl", "bevdet": "bevdetv2-nuscenes_infos_{split}.pkl",
-         "streampetr": "nuscenes2d_temporal_infos_{split}.pkl", "sparsebev": "nuscenes_infos_{split}_mini_sweep.pkl"}
+         "streampetr": "nuscenes2d_temporal_infos_{split}.pkl", "sparsebev": "nuscenes_infos_{split}_mini_sweep.pkl",
+         "uniad": "uniad/nuscenes_infos_temporal_{split}.pkl", "vad": "vad_nuscenes_infos_temporal_{split}.pkl"}
 """Where one create-infos run with every target puts each split (mmdet3d's two generations share names)."""
 
 

@@ -22,7 +22,7 @@ from occprep.names import check_names
 from occprep.occupancy import FORMATS
 from occprep.reporting import Reporter
 from occprep.synth.blobs import BLOB_MODES, write_blobs
-from occprep.synth.canbus import pose_messages, write_can_bus
+from occprep.synth.canbus import pose_messages, steering_messages, write_can_bus
 from occprep.synth.nuscenes_tables import (KEYFRAME_HZ, Keyframe, lidar_timeline, lidar_times, scene_tables, sensor_timeline,
                                            static_tables, table_stream)
 from occprep.synth.occupancy import (Grid, Occupied, Solid, class_ids, write_occ3d, write_openocc, write_openocc_v2,
@@ -38,7 +38,8 @@ beside `nuscenes/` (the `--occ-root` to merge it from)."""
 OPENOCC_PATH_PREFIX = "./data/occ_gt_release_v1_0"
 """Index JSON paths follow the published convention (cwd-relative, valid when DIR is ./data)."""
 
-__all__ = ["synthesize", "SynthSummary", "summary_lines", "default_occ", "OCC_FOLDERS", "BLOB_MODES", "VERSIONS"]
+__all__ = ["synthesize", "SynthSummary", "summary_lines", "default_occ", "OCC_FOLDERS", "BLOB_MODES", "VERSIONS",
+           "FILES_VERSION"]
 
 
 class SynthSummary(msgspec.Struct):
@@ -74,6 +75,9 @@ def summary_lines(summary: SynthSummary) -> List[str]:
 
 
 DEFAULT_MINI_OCC = ("openocc-v1", "occ3d", "openocc-v2")
+FILES_VERSION = 2
+"""Bumped whenever the set of files synth writes changes (2: CAN bus steering files), so a dataset
+synthesised by an older occprep is not mistaken for a current one (`occprep bench` reuses datasets)."""
 """The layouts v1.0-mini gets by default: the voxel lists are 2-7 MB per keyframe (`--occ` writes them)."""
 
 
@@ -88,7 +92,7 @@ def synthesize(out: Path, version: str = "v1.0-mini", scenes: Optional[int] = No
     """Write a synthetic nuScenes-format dataset under `out`.
 
     Layout: `nuscenes/<version>/*.json` (13 tables), `nuscenes/maps/`, `nuscenes/samples|sweeps/`
-    (if `blobs` is 'empty' or 'tiny'), `can_bus/<scene>_{pose,meta}.json`, and each occupancy layout
+    (if `blobs` is 'empty' or 'tiny'), `can_bus/<scene>_{pose,steeranglefeedback,meta}.json`, and each occupancy layout
     `occ` names in its `OCC_FOLDERS` root: OpenOcc v1 `occ_gt_release_v1_0/`, Occ3D `nuscenes/gts/` +
     `nuscenes/annotations.json`, OpenOcc v2 `nuscenes/openocc_v2/`, SurroundOcc `nuscenes_occ/samples/`,
     OpenOccupancy `nuScenes-Occupancy/scene_<token>/occupancy/`.
@@ -148,7 +152,9 @@ def synthesize(out: Path, version: str = "v1.0-mini", scenes: Optional[int] = No
                 can_bus_skipped[plan.name] = reason
             else:
                 lead = np.random.default_rng([seed, 3, plan.number]).integers(*spec.can_bus_lead_us)
-                write_can_bus(out / "can_bus", plan.name, pose_messages(ego, first_us - int(lead), last_us))
+                start_us = first_us - int(lead)
+                write_can_bus(out / "can_bus", plan.name, pose_messages(ego, start_us, last_us),
+                              steering_messages(ego, start_us, last_us))
                 can_bus_scenes.append(plan.name)
             writer.scene(plan, tables.keyframes, ego, make_background(
                 np.random.default_rng([seed, 4, plan.number]), spec, ego))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from occprep.config import DatasetConfig, occupancy_format
 from occprep.errors import OccprepError
@@ -65,6 +65,8 @@ class BuildOptions:
     """Path root written into the infos as typed (`--root-path`)."""
     float64: bool = False
     """mmdet3d-v2: keep float64 where the reference rounds through float32."""
+    fixes: FrozenSet[str] = frozenset()
+    """Reference faults to mend, by name (`vad.FIXES`: 'ego-yaw', 'goal', 'fut-yaw', 'speed')."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class Build:
 
 Extra = Callable[[InfoParts, int, BuildOptions], object]
 """A neutral key computed from the tables for keyframe row s."""
+Gaps = Callable[[InfoParts, Sequence[int], bool, BuildOptions], Dict[str, str]]
+"""Scene name -> which of a target's values are stand-ins there and why, for the scenes of keyframe rows
+of a split with (True) or without annotations."""
 
 
 @dataclass(frozen=True)
@@ -102,8 +107,8 @@ class Target:
     writes: Tuple[str, ...]
     """Every key its infos (`data_list` entries) may have, in order; others were added to them later."""
     extras: Dict[str, Extra] = field(default_factory=dict)
-    annotated_extras: bool = True
-    """Its extras exist for splits with annotations only (False: for every split)."""
+    unannotated_extras: Tuple[str, ...] = ()
+    """Its extras that exist on splits without annotations too (the others only on annotated splits)."""
     max_sweeps: int = 10
     """The reference's LiDAR sweeps per info (when `--max-sweeps` is not given)."""
     camera_sweeps: bool = False
@@ -112,6 +117,13 @@ class Target:
     """It needs image sizes, visibility and attributes (`occprep.scan.read_scan_tables`)."""
     root_path: Optional[str] = None
     """The reference's path root (when `--root-path` is not given); None: the command's default."""
+    steering: bool = False
+    """It reads the CAN bus `steeranglefeedback` messages too."""
+    gaps: Optional[Gaps] = None
+    """Where its values are stand-ins, for the summary (None: never)."""
+    own_folder: bool = False
+    """Its file names are another target's: it writes into `--out-dir/<name>/` unless it is the only
+    target and `--out-dir` was given."""
 
     def file_name(self, tag: str, split: str, version: str = "") -> str:
         """The output file name of `split` of `version`."""
@@ -135,7 +147,7 @@ class Target:
     def required(self, annotations: bool) -> Tuple[str, ...]:
         """The neutral keys its infos need for a split with or without annotations."""
         return tuple(key for key in self.needs if annotations or key not in GT_KEYS
-                     and (key not in self.extras or not self.annotated_extras))
+                     and (key not in self.extras or key in self.unannotated_extras))
 
     def layout(self, options: BuildOptions, default_root: str) -> Tuple[str, int]:
         """(path root, LiDAR sweeps) of its neutral infos: targets with the same layout share them."""
@@ -147,8 +159,8 @@ class Target:
         neutral infos of the same rows and layout already built for another target (extras are added)."""
         root, max_sweeps = self.layout(options, parts.root_path)
         infos = shared if shared is not None else [parts.neutral(s, annotations, root, max_sweeps) for s in rows]
-        if annotations or not self.annotated_extras:
-            for name, extra in self.extras.items():
+        for name, extra in self.extras.items():
+            if annotations or name in self.unannotated_extras:
                 for info, s in zip(infos, rows):
                     info[name] = extra(parts, s, options)
         return infos
@@ -156,10 +168,10 @@ class Target:
 
 def targets() -> Dict[str, Target]:
     """Every target by name (imported here: the target modules import this one)."""
-    from occprep.targets import bevdet, bevformer, mmdet3d, mmdet3d_v2, sparsebev, streampetr
+    from occprep.targets import bevdet, bevformer, mmdet3d, mmdet3d_v2, sparsebev, streampetr, uniad, vad
 
     return {t.name: t for t in (bevformer.TARGET, mmdet3d.TARGET, mmdet3d_v2.TARGET, bevdet.TARGET, streampetr.TARGET,
-                                sparsebev.TARGET)}
+                                sparsebev.TARGET, uniad.TARGET, vad.TARGET)}
 
 
 def parse_targets(text: str) -> List[Target]:
@@ -177,6 +189,16 @@ def legacy_pickle(infos: List[dict], build: Build) -> dict:
     return {"infos": infos, "metadata": {"version": build.version}}
 
 
+def select_needed(name: str) -> Callable[[List[dict], Build, BuildOptions], dict]:
+    """The `assemble` of a legacy-structure target whose infos are just the neutral keys it needs, in
+    `needs` order: `{'infos': [...], 'metadata': {'version': ...}}` (`name`: the target's)."""
+    def assemble(neutral: List[dict], build: Build, options: BuildOptions) -> dict:
+        keys = targets()[name].required(build.annotations)
+        return legacy_pickle([{key: info[key] for key in keys} for info in neutral], build)
+
+    return assemble
+
+
 def legacy_infos(data: object) -> List[dict]:
     """Copies of the infos of a `{'infos': [...], 'metadata': ...}` pickle (callers may add keys)."""
     return [dict(info) for info in data["infos"]]
@@ -192,6 +214,10 @@ def identify(data: object, file_name: str = "") -> Optional[Target]:
         return None
     first = next((info for info in data["infos"] if isinstance(info, dict)), None)
     if first is not None:
+        if "map_location" in first or "fut_valid_flag" in first:
+            return known["vad"]
+        if "gt_inds" in first or "fut_traj" in first:
+            return known["uniad"]
         if "can_bus" in first or "scene_name" in first and "prev" in first:
             return known["bevformer"]
         if "prev" in first or "bboxes2d" in first:

@@ -5,16 +5,8 @@ OccNet, the Occ3D baselines and their forks. Legacy box convention.
 
 from __future__ import annotations
 
-from typing import List
-
 from occprep.infos import NEUTRAL_KEYS
-from occprep.targets import Build, BuildOptions, Target, legacy_infos, legacy_pickle
-
-
-def assemble(neutral: List[dict], build: Build, options: BuildOptions) -> dict:
-    """`{'infos': [...], 'metadata': {'version': ...}}` with the neutral keys, in their order."""
-    keys = TARGET.required(build.annotations)
-    return legacy_pickle([{key: info[key] for key in keys} for info in neutral], build)
+from occprep.targets import Target, legacy_infos, select_needed
 
 
 TARGET = Target(
@@ -24,6 +16,6 @@ TARGET = Target(
     box_convention="legacy",
     needs=NEUTRAL_KEYS,
     writes=NEUTRAL_KEYS,
-    assemble=assemble,
+    assemble=select_needed("bevformer"),
     neutral=legacy_infos,
 )

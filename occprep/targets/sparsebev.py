@@ -106,7 +106,7 @@ TARGET = Target(
     assemble=assemble,
     neutral=neutral,
     extras={"camera_sweeps": camera_sweeps},
-    annotated_extras=False,
+    unannotated_extras=("camera_sweeps",),
     max_sweeps=0,
     camera_sweeps=True,
 )

@@ -169,7 +169,7 @@ def create_unity_infos(root_path: str, out_dir: Path, extra_tag: str, format_: s
     options = replace(options, file_check=False, max_sweeps=0)
     result = build_infos(tables, CanBus(unity.can_bus, {}), infos_config(unity, config), root_path, plan, version,
                          options, reporter)
-    out_dirs, shared = output_dirs(chosen, Path(out_dir))
+    out_dirs, shared = output_dirs(chosen, Path(out_dir), options.out_dir_given)
     with Staging() as staging:
         write_outputs(result, chosen, out_dirs, extra_tag, options.build_options(root_path), staging, reporter)
     summary, lines = summarize([result], [], reporter.elapsed, shared)

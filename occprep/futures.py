@@ -1,0 +1,60 @@
+"""Chains walked for all rows at once: an instance's later annotations (`sample_annotation.next`) and
+a scene's later or earlier samples (`sample.next`/`prev`), and the nuScenes-devkit prediction futures
+built on them. The end-to-end driving targets (`occprep.targets.uniad`, `occprep.targets.vad`) take
+their futures and histories from here; the references walk these chains record by record.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from occprep.geometry import heading
+from occprep.records import Scan
+
+MICROSECONDS_PER_SECOND = 1e6
+PREDICTION_BUFFER = 0.15
+"""Seconds the devkit's `PredictHelper` adds to the horizon (nuScenes-devkit 1.1 `prediction/helper.py`)."""
+
+
+def follow(links: np.ndarray, start: np.ndarray, steps: int) -> np.ndarray:
+    """(M, steps) int64: the rows reached from each of `start` (M,) by following `links` (N,) int64 (the
+    next row, -1 for none) 1 to `steps` times; -1 once the chain has ended."""
+    rows = np.full((len(start), steps), -1, dtype=np.int64)
+    current = np.asarray(start, dtype=np.int64)
+    for k in range(steps):
+        current = np.where(current >= 0, links[np.maximum(current, 0)], -1)
+        rows[:, k] = current
+    return rows
+
+
+def box_sample_times(scan: Scan) -> np.ndarray:
+    """(A,) int64: the timestamp (µs) of the sample of every box."""
+    keyframes = scan.keyframes
+    return np.repeat(keyframes.timestamp, np.diff(keyframes.annotations))
+
+
+def agent_futures(scan: Scan, seconds: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Every box's future positions as nuScenes-devkit `PredictHelper.get_future_for_agent(instance, sample,
+    seconds, in_agent_frame=True)` gives them: the instance's next annotations while less than `seconds`
+    + 0.15 s after the box's sample, at most 2 per second, their global xy in the box's own frame (its
+    heading along +y). Returns ((A, n, 2) float64 positions, zero after the last, and (A, n) bool validity),
+    n = int(2 * seconds)."""
+    steps = int(2 * seconds)
+    boxes = scan.annotations
+    times = box_sample_times(scan)
+    chain = follow(boxes.next, np.arange(len(times)), steps)
+    elapsed = np.abs(times[np.maximum(chain, 0)] - times[:, None]) / MICROSECONDS_PER_SECOND
+    horizon = seconds + PREDICTION_BUFFER
+    # The devkit stops after the first annotation beyond the horizon and keeps those within it.
+    before_end = np.cumprod(np.hstack([np.ones((len(times), 1), bool), elapsed[:, :-1] <= horizon]), axis=1)
+    valid = (chain >= 0) & before_end.astype(bool) & (elapsed < horizon)
+    yaw = heading(boxes.rotation)
+    angle = np.pi / 2 + np.sign(-yaw) * np.abs(yaw)
+    cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    dx = boxes.translation[np.maximum(chain, 0), 0] - boxes.translation[:, None, 0]
+    dy = boxes.translation[np.maximum(chain, 0), 1] - boxes.translation[:, None, 1]
+    positions = np.stack([cos * dx - sin * dy, sin * dx + cos * dy], axis=-1)
+    positions[~valid] = 0.0
+    return positions, valid
