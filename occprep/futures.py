@@ -43,18 +43,28 @@ def agent_futures(scan: Scan, seconds: float) -> Tuple[np.ndarray, np.ndarray]:
     n = int(2 * seconds)."""
     steps = int(2 * seconds)
     boxes = scan.annotations
+    count = len(boxes.next)
     times = box_sample_times(scan)
-    chain = follow(boxes.next, np.arange(len(times)), steps)
-    elapsed = np.abs(times[np.maximum(chain, 0)] - times[:, None]) / MICROSECONDS_PER_SECOND
     horizon = seconds + PREDICTION_BUFFER
-    # The devkit stops after the first annotation beyond the horizon and keeps those within it.
-    before_end = np.cumprod(np.hstack([np.ones((len(times), 1), bool), elapsed[:, :-1] <= horizon]), axis=1)
-    valid = (chain >= 0) & before_end.astype(bool) & (elapsed < horizon)
     yaw = heading(boxes.rotation)
     angle = np.pi / 2 + np.sign(-yaw) * np.abs(yaw)
-    cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
-    dx = boxes.translation[np.maximum(chain, 0), 0] - boxes.translation[:, None, 0]
-    dy = boxes.translation[np.maximum(chain, 0), 1] - boxes.translation[:, None, 1]
-    positions = np.stack([cos * dx - sin * dy, sin * dx + cos * dy], axis=-1)
-    positions[~valid] = 0.0
+    cos, sin = np.cos(angle), np.sin(angle)
+    positions = np.zeros((count, steps, 2))
+    valid = np.zeros((count, steps), dtype=bool)
+    current = np.arange(count)
+    going = np.ones(count, dtype=bool)
+    for k in range(steps):
+        # The devkit keeps an annotation less than the horizon after the start and stops after the
+        # first one beyond it (times only grow along a track).
+        current = np.where(going, boxes.next[current], -1)
+        going = current >= 0
+        later = np.maximum(current, 0)
+        elapsed = np.abs(times[later] - times) / MICROSECONDS_PER_SECOND
+        valid[:, k] = going & (elapsed < horizon)
+        dx = boxes.translation[later, 0] - boxes.translation[:, 0]
+        dy = boxes.translation[later, 1] - boxes.translation[:, 1]
+        positions[:, k, 0] = np.where(valid[:, k], cos * dx - sin * dy, 0.0)
+        positions[:, k, 1] = np.where(valid[:, k], sin * dx + cos * dy, 0.0)
+        going &= elapsed <= horizon
+        current = np.where(going, current, 0)
     return positions, valid

@@ -139,12 +139,19 @@ def _annotations(tables: Tables, sample_row: Dict[str, int], sample_time: np.nda
         instance=instance[order],
         next=np.where(next_[order] >= 0, grouped_row[next_[order]], -1),
         attribute=None if attribute is None else [attribute[i] for i in order.tolist()],
-        visibility=([records[i].visibility_token for i in order.tolist()]
+        visibility=(_shared([records[i].visibility_token for i in order.tolist()])
                     if _has_field(records, "visibility_token") else None),
         num_lidar_pts=np.array([a.num_lidar_pts for a in records], dtype=np.int64)[order],
         num_radar_pts=np.array([a.num_radar_pts for a in records], dtype=np.int64)[order],
     )
     return annotations, offsets
+
+
+def _shared(values: List[str]) -> List[str]:
+    """`values` with one str object per distinct value: the decoded records' own strings (one per record)
+    would stay scattered over the memory the records held, which then cannot go back to the system."""
+    canonical: Dict[str, str] = {}
+    return [canonical.setdefault(value, value) for value in values]
 
 
 def _has_field(records: list, name: str) -> bool:

@@ -96,3 +96,38 @@ def test_splits_file_is_validated(tmp_path):
     path.write_text(json.dumps({"train": "a"}))
     with pytest.raises(OccprepError, match="s.json: unexpected content"):
         plan_from_file(path)
+
+
+def test_the_real_steering_and_pose_files_read_as_the_devkit_reads_them():
+    """Real scene-0103 CAN bus files (all message types): steering and pose columns equal the devkit's
+    messages, and the nearest message to any time is VAD's (nearest, a tie to the later)."""
+    from nuscenes.can_bus.can_bus_api import NuScenesCanBus
+
+    from conftest import real_data
+    from occprep.canbus import nearest_message
+
+    root = real_data("nuscenes-can-bus-scene-0103")
+    can_bus = read_can_bus(root, ["scene-0103"], dataset_config(), Reporter("test", quiet=True), steering=True)
+    devkit = NuScenesCanBus(dataroot=str(root))
+    steering = devkit.get_messages("scene-0103", "steeranglefeedback")
+    assert can_bus.steering["scene-0103"].utime.tolist() == [m["utime"] for m in steering]
+    assert can_bus.steering["scene-0103"].value.tolist() == [m["value"] for m in steering]
+    poses = devkit.get_messages("scene-0103", "pose")
+    np.testing.assert_array_equal(can_bus.poses["scene-0103"].vel, [m["vel"] for m in poses])
+    utime = can_bus.steering["scene-0103"].utime
+    times = np.concatenate([utime[:50], (utime[:-1] + utime[1:])[:50] // 2, (utime[:-1] + utime[1:])[:50] // 2 + 1,
+                            [utime[0] - 10**6, utime[-1] + 10**6]])
+    expected = [min(range(len(utime)), key=lambda i: (abs(int(utime[i]) - int(t)), -i)) for t in times]
+    assert nearest_message(utime, times).tolist() == expected
+
+
+def test_steering_files_missing_are_reasons_not_zeros(tmp_path):
+    (tmp_path / "can_bus").mkdir()
+    (tmp_path / "can_bus" / "scene-0001_pose.json").write_text(json.dumps(messages([100, 200])))
+    (tmp_path / "can_bus" / "scene-0002_steeranglefeedback.json").write_text("[]")
+    can_bus = read_can_bus(tmp_path, ["scene-0001", "scene-0002", "scene-0161"], dataset_config(),
+                           Reporter("test", quiet=True), steering=True)
+    assert can_bus.steering == {} and list(can_bus.poses) == ["scene-0001"]
+    assert can_bus.steering_missing == {"scene-0001": "no file can_bus/scene-0001_steeranglefeedback.json",
+                                        "scene-0002": "can_bus/scene-0002_steeranglefeedback.json has no messages",
+                                        "scene-0161": "no CAN bus data for this scene (dataset blacklist)"}

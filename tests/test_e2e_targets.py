@@ -14,6 +14,7 @@ from click.testing import CliRunner
 import target_oracle
 from helpers import run_cli, working_directory
 from occprep.cli import cli
+from occprep.inspection import inspect_pickle
 from occprep.pickles import load_pickle
 from occprep.targets import identify
 
@@ -73,6 +74,17 @@ def test_vad_matches_the_devkit(made):
             target_oracle.assert_vad_info(nusc, can_bus, info, reference)
         flags = [info["fut_valid_flag"] for info in vad["infos"]]
         assert flags.count(False) == 6 * len({info["scene_token"] for info in vad["infos"]})
+
+
+def test_inspect_finds_each_pickle_fit_for_its_planner(made):
+    out = made[3]
+    split = splits(made)[0]
+    for name, path in (("UniAD", f"uniad/nuscenes_infos_temporal_{split}.pkl"),
+                       ("VAD", f"vad_nuscenes_infos_temporal_{split}.pkl")):
+        fits = {fit.name: fit for fit in inspect_pickle(out / path).consumers}
+        assert fits[name].ok and fits["BEVFormer"].ok, name
+    fits = {fit.name: fit for fit in inspect_pickle(out / f"nuscenes_infos_temporal_{split}.pkl").consumers}
+    assert fits["UniAD"].missing_info_keys == ("gt_inds",) and "fut_valid_flag" in fits["VAD"].missing_info_keys
 
 
 def test_vad_fixes_change_what_they_name(made, tmp_path):

@@ -119,7 +119,7 @@ def test_consumer_lists_are_complete():
     assert names == ["BEVFormer", "OccNet", "Occ3D-baseline", "OccNet (OpenOcc v2)", "SurroundOcc", "OpenOccupancy",
                      "BEVDet/FlashOcc",
                      "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)", "StreamPETR", "SparseBEV/SparseOcc",
-                     "mmdet3d-1.x"]
+                     "mmdet3d-1.x", "UniAD", "VAD"]
     for consumer in consumers():
         assert consumer.reads in ("legacy", "v1.x") and consumer.info_keys and consumer.cam_keys
         assert consumer.boxes in ("legacy", "rc")

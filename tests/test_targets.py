@@ -295,21 +295,23 @@ def test_convert_default_output_name_and_a_mislabelled_pickle(made, tmp_path, mo
 def test_inspect_names_the_target_and_measures_the_boxes(made, tmp_path):
     split = splits_with_samples(made)[0]
     for target, convention in (("bevformer", "legacy"), ("mmdet3d", "rc"), ("mmdet3d-v2", "rc"), ("bevdet", "rc"),
-                               ("streampetr", "rc")):
+                               ("streampetr", "rc"), ("uniad", "legacy"), ("vad", "legacy")):
         report = inspect_pickle(made[2] / FILES[target].format(split=split))
         assert (report.target, report.box_convention, report.warnings) == (target, convention, [])
         assert report.long_first_share == (0.0 if convention == "legacy" else 1.0)
         compatible = {fit.name for fit in report.consumers if not fit.wrong_boxes and not fit.wrong_generation}
         rc_legacy = {"BEVDet/FlashOcc", "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)", "StreamPETR",
                      "SparseBEV/SparseOcc"}
-        legacy = {"BEVFormer", "OccNet", "Occ3D-baseline", "OccNet (OpenOcc v2)", "SurroundOcc", "OpenOccupancy"}
-        assert compatible == {"bevformer": legacy, "mmdet3d": rc_legacy,
-                              "mmdet3d-v2": {"mmdet3d-1.x"}, "bevdet": rc_legacy, "streampetr": rc_legacy}[target]
+        legacy = {"BEVFormer", "OccNet", "Occ3D-baseline", "OccNet (OpenOcc v2)", "SurroundOcc", "OpenOccupancy",
+                  "UniAD", "VAD"}
+        assert compatible == {"bevformer": legacy, "mmdet3d": rc_legacy, "mmdet3d-v2": {"mmdet3d-1.x"},
+                              "bevdet": rc_legacy, "streampetr": rc_legacy, "uniad": legacy, "vad": legacy}[target]
         fitting = {fit.name for fit in report.consumers if fit.ok}
         assert fitting == {"bevformer": {"BEVFormer"}, "mmdet3d": {"mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)"},
                            "mmdet3d-v2": {"mmdet3d-1.x"}, "bevdet": {"BEVDet/FlashOcc",
                                                                   "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)"},
-                           "streampetr": {"StreamPETR", "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)"}}[target]
+                           "streampetr": {"StreamPETR", "mmdet3d-1.0 (StreamPETR, SparseBEV, Sparse4D base)"},
+                           "uniad": {"BEVFormer", "UniAD"}, "vad": {"BEVFormer", "VAD"}}[target]
     # the reference upgrade script's fault: a data_list pickle with the legacy boxes copied in
     v2 = output(made, "mmdet3d-v2", split)
     for entry, info in zip(v2["data_list"], output(made, "bevformer", split)["infos"]):

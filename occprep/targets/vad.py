@@ -37,6 +37,7 @@ import numpy as np
 from occprep import boxes
 from occprep.canbus import nearest_message
 from occprep.futures import follow
+from occprep.geometry import quaternion_product
 from occprep.infos import GT_KEYS, InfoParts
 from occprep.targets import BuildOptions, Target, legacy_infos, select_needed
 from occprep.temporal import orientation_from_global
@@ -82,21 +83,29 @@ class _Agents:
         annotations = scan.annotations
         count = len(annotations.category)
         owner = np.repeat(np.arange(len(scan.keyframes.token)), np.diff(scan.keyframes.annotations))
-        chain = follow(annotations.next, np.arange(count), FUTURE_STEPS)
-        valid = chain >= 0
-        later = np.maximum(chain, 0)
-        lidar = scan.keyframes.lidar[owner]
-        centres = temporal.lidar_from_global[owner][:, None].apply(annotations.translation[later])
-        centres = np.concatenate([temporal.box_centre[:, None], centres], axis=1)[..., :2]
-        pose = scan.ego_poses.rotation[scan.readings.ego_pose[lidar]]
-        calibration = scan.calibrations.rotation[scan.readings.calibration[lidar]]
-        orientation = orientation_from_global(annotations.rotation[np.concatenate([np.arange(count)[:, None], later], 1)],
-                                              pose[:, None], calibration[:, None])
-        yaw = rpy_yaw(*np.moveaxis(orientation[..., [1, 2, 3, 0]], -1, 0))
-        steps = np.where(valid[..., None], np.diff(centres, axis=1), 0.0)
-        fut_yaw = np.where(valid, np.diff(yaw, axis=1), 0.0)
-        if "fut-yaw" in fixes:
-            fut_yaw = np.where(valid, _wrapped(fut_yaw), 0.0)
+        lidar = scan.keyframes.lidar
+        rotation_from_global = orientation_from_global(np.array([1.0, 0.0, 0.0, 0.0]),
+                                                       scan.ego_poses.rotation[scan.readings.ego_pose[lidar]],
+                                                       scan.calibrations.rotation[scan.readings.calibration[lidar]])
+        lidar_from_global = temporal.lidar_from_global[owner]
+
+        def yaw_in_lidar(rows: np.ndarray) -> np.ndarray:
+            orientation = quaternion_product(rotation_from_global[owner], annotations.rotation[rows])
+            return rpy_yaw(*orientation[:, [1, 2, 3, 0]].T)
+
+        steps = np.zeros((count, FUTURE_STEPS, 2))
+        fut_yaw = np.zeros((count, FUTURE_STEPS))
+        valid = np.zeros((count, FUTURE_STEPS), dtype=bool)
+        current, centre, yaw = np.arange(count), temporal.box_centre[:, :2], yaw_in_lidar(np.arange(count))
+        for k in range(FUTURE_STEPS):
+            current = np.where(current >= 0, annotations.next[np.maximum(current, 0)], -1)
+            valid[:, k] = current >= 0
+            later = np.maximum(current, 0)
+            next_centre, next_yaw = lidar_from_global.apply(annotations.translation[later])[:, :2], yaw_in_lidar(later)
+            steps[:, k] = np.where(valid[:, k, None], next_centre - centre, 0.0)
+            change = next_yaw - yaw
+            fut_yaw[:, k] = np.where(valid[:, k], _wrapped(change) if "fut-yaw" in fixes else change, 0.0)
+            centre, yaw = next_centre, next_yaw
         self.fut_trajs = steps.reshape(count, -1).astype(np.float32)
         self.fut_masks = valid.astype(np.float32)
         self.fut_yaw = fut_yaw.astype(np.float32)
