@@ -1,7 +1,9 @@
-"""`occprep bench`: wall time and peak memory of create-infos on a synthetic dataset of a given size.
+"""`occprep bench`: wall time, peak memory and the stage breakdown of create-infos, on a synthetic
+dataset of a given size and density or on a user's own dataset.
 
 Each repeat runs create-infos in its own process (as a user would) and reads that process's
-peak resident memory from `os.wait4`; the report gives the median of the repeats.
+peak resident memory from `os.wait4` and its stage times (read, scan, CAN bus, temporal, write)
+from its JSON report; the report gives the median of the repeats.
 """
 
 from __future__ import annotations
@@ -15,47 +17,77 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from occprep.errors import OccprepError
 from occprep.reporting import Reporter
 from occprep.targets import parse_targets
 
 VERSION = "v1.0-trainval"
+STAGES = ("read", "scan", "can_bus", "file_check", "temporal", "write")
+"""create-infos' stages as its report names them (`Reporter.stage`), in the order they run."""
 
 
 @dataclass(frozen=True)
 class Run:
-    """One create-infos process: wall time, s; CPU time (user + system), s; peak resident memory, MB."""
+    """One create-infos process: wall time, s; CPU time (user + system), s; peak resident memory, MB;
+    wall time per stage, s."""
 
     wall_s: float
     cpu_s: float
     peak_rss_mb: float
+    stages_s: Dict[str, float]
 
 
-def synthetic_dataset(workdir: Path, scenes: int, reporter: Reporter) -> Path:
-    """`workdir/synth-<scenes>` (nuscenes/, can_bus/), synthesised once and reused afterwards while it
-    holds the files the installed synth writes (`synth.FILES_VERSION`)."""
+@dataclass(frozen=True)
+class Dataset:
+    """What create-infos is run on: the root with the version folder, the folder holding can_bus/."""
+
+    root_path: Path
+    canbus: Path
+    version: str
+
+
+def synthetic_dataset(workdir: Path, scenes: int, reporter: Reporter, boxes_per_sample: Optional[int] = None) -> Dataset:
+    """`workdir/synth-<scenes>[-<boxes>boxes]` (nuscenes/, can_bus/), synthesised once and reused
+    afterwards while it holds the files the installed synth writes (`synth.FILES_VERSION`)."""
     from occprep.synth import FILES_VERSION, synthesize
 
-    root = Path(workdir) / f"synth-{scenes}"
+    name = f"synth-{scenes}" + (f"-{boxes_per_sample}boxes" if boxes_per_sample is not None else "")
+    root = Path(workdir) / name
     marker = root / "synth-complete.json"
     if marker.is_file() and json.loads(marker.read_text()).get("files_version") == FILES_VERSION:
         reporter.info(f"reusing {root}")
-        return root
-    reporter.info(f"synthesising {scenes} scenes into {root} (once; reused by later runs)")
-    summary = synthesize(root, VERSION, scenes=scenes, occ=(), reporter=reporter)
-    marker.write_text(json.dumps({"scenes": summary.scenes, "samples": summary.samples,
-                                  "files_version": FILES_VERSION}))
-    return root
+    else:
+        reporter.info(f"synthesising {scenes} scenes into {root} (once; reused by later runs)")
+        summary = synthesize(root, VERSION, scenes=scenes, occ=(), reporter=reporter,
+                             boxes_per_sample=boxes_per_sample)
+        marker.write_text(json.dumps({"scenes": summary.scenes, "samples": summary.samples,
+                                      "files_version": FILES_VERSION}))
+    return Dataset(root / "nuscenes", root, VERSION)
 
 
-def run_once(root: Path, out_dir: Path, target: str = "bevformer") -> Tuple[Run, dict]:
-    """Run create-infos (`--target target`) on `root` in a child process; its timing and its JSON report."""
+def user_dataset(root_path: Path, version: str, canbus: Optional[Path]) -> Dataset:
+    """A dataset given with `--dataset ROOT`: `ROOT/<version>/` must hold the tables; the CAN bus folder
+    is `--canbus`, else ROOT or its parent, whichever holds can_bus/."""
+    root_path = Path(root_path)
+    if not (root_path / version).is_dir():
+        raise OccprepError(f"--dataset {root_path}: no {version}/ folder in it; pass the dataset root that holds "
+                           f"the version folder (and --version if it is not {VERSION})")
+    if canbus is None:
+        canbus = next((folder for folder in (root_path, root_path.parent) if (folder / "can_bus").is_dir()), None)
+        if canbus is None:
+            raise OccprepError(f"--dataset {root_path}: no can_bus/ in it or beside it; pass --canbus DIR (the "
+                               "folder that contains can_bus/)")
+    return Dataset(root_path, Path(canbus), version)
+
+
+def run_once(dataset: Dataset, out_dir: Path, target: str = "bevformer") -> Tuple[Run, dict]:
+    """Run create-infos (`--target target`) on `dataset` in a child process; its timing and its JSON report."""
     report = out_dir / "report.json"
-    command = [sys.executable, "-m", "occprep", "create-infos", "--root-path", str(root / "nuscenes"),
-               "--canbus", str(root), "--version", VERSION, "--out-dir", str(out_dir), "--no-file-check",
-               "--target", target, "--quiet", "--report", str(report)]
+    command = [sys.executable, "-m", "occprep", "create-infos", "--root-path", str(dataset.root_path),
+               "--canbus", str(dataset.canbus), "--version", dataset.version, "--out-dir", str(out_dir),
+               "--no-file-check", "--target", target, "--quiet", "--report", str(report)]
     started = time.perf_counter()
     child = subprocess.Popen(command, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
@@ -64,31 +96,41 @@ def run_once(root: Path, out_dir: Path, target: str = "bevformer") -> Tuple[Run,
     child.stderr.close()
     if os.waitstatus_to_exitcode(status) != 0:
         raise OccprepError(f"create-infos failed during the benchmark: {stderr.splitlines()[-1] if stderr else status}")
-    return Run(wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime, peak_rss_mb=usage.ru_maxrss / 1024), json.loads(report.read_text())
+    summary = json.loads(report.read_text())
+    return Run(wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime, peak_rss_mb=usage.ru_maxrss / 1024,
+               stages_s=summary.get("stages_s", {})), summary
 
 
-def bench(scenes: int, repeat: int, workdir: Path, reporter: Reporter,
-          target: str = "bevformer") -> Tuple[dict, List[str]]:
-    """Median wall time and peak memory of `repeat` create-infos runs (`--target target`) on `scenes`
-    synthetic scenes."""
+def bench(scenes: int, repeat: int, workdir: Path, reporter: Reporter, target: str = "bevformer",
+          dataset: Optional[Dataset] = None, boxes_per_sample: Optional[int] = None) -> Tuple[dict, List[str]]:
+    """Median wall time, peak memory and stage times of `repeat` create-infos runs (`--target target`) on
+    `dataset`, or on `scenes` synthetic scenes (`boxes_per_sample`: their density)."""
     if repeat < 1:
         raise OccprepError(f"--repeat {repeat}: give 1 or more")
     parse_targets(target)
-    root = synthetic_dataset(workdir, scenes, reporter)
+    if dataset is None:
+        dataset = synthetic_dataset(workdir, scenes, reporter, boxes_per_sample)
     runs: List[Run] = []
     with tempfile.TemporaryDirectory(prefix="occprep-bench-") as out:
         for _ in reporter.progress(range(repeat), desc="create-infos runs", unit="run"):
-            run, report = run_once(root, Path(out), target)
+            run, report = run_once(dataset, Path(out), target)
             runs.append(run)
-    samples = sum(report["versions"][0]["samples"].values())
+    versions = report["versions"]
+    samples = sum(sum(v["samples"].values()) for v in versions)
+    scene_count = sum(v["scenes"] for v in versions)
     wall = statistics.median(r.wall_s for r in runs)
     cpu = statistics.median(r.cpu_s for r in runs)
     peak = statistics.median(r.peak_rss_mb for r in runs)
-    summary = {"dataset": str(root), "scenes": scenes, "samples": samples, "repeat": repeat, "target": target,
-               "median_wall_s": round(wall, 3), "median_cpu_s": round(cpu, 3), "median_peak_rss_mb": round(peak, 1),
+    stages = {stage: round(statistics.median(r.stages_s.get(stage, 0.0) for r in runs), 3)
+              for stage in STAGES if any(stage in r.stages_s for r in runs)}
+    summary = {"dataset": str(dataset.root_path), "version": dataset.version, "scenes": scene_count,
+               "samples": samples, "repeat": repeat, "target": target, "median_wall_s": round(wall, 3),
+               "median_cpu_s": round(cpu, 3), "median_peak_rss_mb": round(peak, 1), "median_stages_s": stages,
                "runs": [asdict(r) for r in runs]}
-    lines = [f"create-infos --target {target} on {scenes} synthetic scenes ({samples} samples), {repeat} run(s):",
+    lines = [f"create-infos --target {target} on {dataset.root_path} ({dataset.version}: {scene_count} scenes, "
+             f"{samples} samples), {repeat} run(s):",
              f"  {'run':>6}  {'wall s':>8}  {'cpu s':>8}  {'peak MB':>8}",
              *(f"  {i + 1:>6}  {r.wall_s:>8.2f}  {r.cpu_s:>8.2f}  {r.peak_rss_mb:>8.0f}" for i, r in enumerate(runs)),
-             f"  {'median':>6}  {wall:>8.2f}  {cpu:>8.2f}  {peak:>8.0f}"]
+             f"  {'median':>6}  {wall:>8.2f}  {cpu:>8.2f}  {peak:>8.0f}",
+             "  stages (median wall s): " + ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in stages.items())]
     return summary, lines

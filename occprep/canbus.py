@@ -18,7 +18,7 @@ import numpy as np
 from occprep.config import DatasetConfig
 from occprep.errors import OccprepError
 from occprep.fileio import read_json
-from occprep.records import CanBus, CanBusPoses, CanBusSteering
+from occprep.records import CanBus, CanBusPoses, CanBusSteering, stack
 from occprep.reporting import Reporter
 
 CAN_BUS_MODES = ("reference", "nearest-before")
@@ -40,13 +40,14 @@ class _PoseMessage(msgspec.Struct, gc=False):
 
 def poses_from_messages(messages: list) -> CanBusPoses:
     """Columns of a list of pose messages (objects with the pose-message fields)."""
+    count = len(messages)
     return CanBusPoses(
-        utime=np.array([m.utime for m in messages], dtype=np.int64),
-        pos=np.array([m.pos for m in messages], dtype=np.float64).reshape(-1, 3),
-        orientation=np.array([m.orientation for m in messages], dtype=np.float64).reshape(-1, 4),
-        accel=np.array([m.accel for m in messages], dtype=np.float64).reshape(-1, 3),
-        rotation_rate=np.array([m.rotation_rate for m in messages], dtype=np.float64).reshape(-1, 3),
-        vel=np.array([m.vel for m in messages], dtype=np.float64).reshape(-1, 3),
+        utime=np.fromiter((m.utime for m in messages), dtype=np.int64, count=count),
+        pos=stack([m.pos for m in messages], 3),
+        orientation=stack([m.orientation for m in messages], 4),
+        accel=stack([m.accel for m in messages], 3),
+        rotation_rate=stack([m.rotation_rate for m in messages], 3),
+        vel=stack([m.vel for m in messages], 3),
     )
 
 
@@ -102,8 +103,8 @@ def read_can_bus(canbus_root: Path, scene_names: Iterable[str], config: DatasetC
                     can_bus.steering_missing[name] = why
                 else:
                     can_bus.steering[name] = CanBusSteering(
-                        utime=np.array([m.utime for m in messages], dtype=np.int64),
-                        value=np.array([m.value for m in messages], dtype=np.float64))
+                        utime=np.fromiter((m.utime for m in messages), dtype=np.int64, count=len(messages)),
+                        value=np.fromiter((m.value for m in messages), dtype=np.float64, count=len(messages)))
     return can_bus
 
 

@@ -9,11 +9,10 @@ something other stages need (sweeps, occupancy); `skip` a check the flags turned
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import re
 from collections import Counter, defaultdict
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -31,6 +30,7 @@ from occprep.occupancy import FORMATS, LAYOUTS, GtIndex, LidarKeyframe, PathLoca
 from occprep.reporting import Reporter
 from occprep.splits import devkit_scene_lists
 from occprep.tables import TABLE_TYPES, field_subset, iter_record_batches
+from occprep.workers import PARALLEL_BYTES, cores, spawn_pool
 
 STATUSES = ("ok", "skip", "warn", "error")
 """Finding statuses, least to most severe."""
@@ -206,9 +206,6 @@ _READ_ORDER = ("sensor", "calibrated_sensor", "attribute", "category", "visibili
 """sample_data after sensor and calibrated_sensor: its files are sorted by channel; the big tables last."""
 
 _BIG_TABLES = ("ego_pose", "sample_annotation", "sample_data")
-PARALLEL_BYTES = 64 << 20
-"""Big tables of at least this size are read side by side in worker processes (one per core),
-while the small tables are read here: on trainval, the table checks take half the time."""
 
 _OTHER_FIELDS = {"map": ("filename", "log_tokens"), "scene": ("name",), "sensor": ("channel",), "category": ("name",)}
 """Fields the checks read besides tokens and foreign keys (and sample_data's files, for the blob check)."""
@@ -352,14 +349,15 @@ def _read_version(root: Path, version: str, config: DatasetConfig, keep_files: b
 def _start_big_tables(workers: contextlib.ExitStack, version_dir: Path, index: VersionIndex, config: DatasetConfig,
                       keep_files: bool) -> Dict[str, Future]:
     """Start reading the big tables of at least `PARALLEL_BYTES` in worker processes, biggest first,
-    when there are at least two of them and two cores; table -> its (count, part) to come."""
+    when there are at least two of them and two cores (the small tables are read here meanwhile: on
+    trainval the table checks take half the time); table -> its (count, part) to come."""
     sizes = {name: (version_dir / f"{name}.json").stat().st_size
              for name in _BIG_TABLES if (version_dir / f"{name}.json").is_file()}
     big = sorted((name for name, size in sizes.items() if size >= PARALLEL_BYTES), key=sizes.get, reverse=True)
-    processes = min(len(big), os.cpu_count() or 1)
+    processes = min(len(big), cores())
     if processes < 2:
         return {}
-    pool = workers.enter_context(ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")))
+    pool = workers.enter_context(spawn_pool(processes))
     return {name: pool.submit(_read_big_table, version_dir, name, config, keep_files, index.channel_of_calibration)
             for name in big}
 

@@ -303,9 +303,11 @@ def convert_command(reporter: Reporter, pkl: Path, to: str, out: Path, root_path
 @click.option("--without-can-bus", default="",
               help="Comma-separated scene names to leave without CAN bus files (blacklisted scenes and "
                    "test scenes never get them).")
+@click.option("--boxes-per-sample", type=click.IntRange(min=1), default=None,
+              help="About how many annotations per sample [default: 30; nuScenes trainval averages about 34].")
 @reporting_options
 def synth_command(reporter: Reporter, out: Path, version: str, scenes: int, samples_per_scene: int, seed: int,
-                  occ: str, blobs: str, without_can_bus: str) -> None:
+                  occ: str, blobs: str, without_can_bus: str, boxes_per_sample: int) -> None:
     """Write a synthetic dataset in the exact on-disk format of nuScenes (tables, CAN bus, occupancy)."""
     import msgspec
 
@@ -313,7 +315,7 @@ def synth_command(reporter: Reporter, out: Path, version: str, scenes: int, samp
 
     formats = None if occ is None else [f for f in occ.split(",") if f]
     summary = synthesize(out, version, scenes, samples_per_scene, seed, formats, blobs,
-                         [s for s in without_can_bus.split(",") if s], reporter)
+                         [s for s in without_can_bus.split(",") if s], reporter, boxes_per_sample)
     reporter.finish(msgspec.to_builtins(summary), summary_lines(summary))
 
 
@@ -341,17 +343,26 @@ def export_nuscenes_command(reporter: Reporter, root_path: Path, out: Path, vers
 @cli.command("bench")
 @click.option("--scenes", type=click.IntRange(min=1), default=85, show_default=True,
               help="Synthetic v1.0-trainval scenes (40 samples each; 850 is trainval size).")
+@click.option("--boxes-per-sample", type=click.IntRange(min=1), default=None,
+              help="Density of the synthetic scenes [default: synth's, 30], to match a dataset's.")
+@click.option("--dataset", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Time a dataset of your own instead: the root that holds the version folder.")
+@click.option("--version", default="v1.0-trainval", show_default=True, help="With --dataset: its version folder.")
+@click.option("--canbus", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --dataset: the folder that contains can_bus/ [default: the root or its parent].")
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True, help="create-infos runs.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("./bench"),
               show_default=True, help="Where the synthetic dataset is written once and reused.")
 @click.option("--target", default="bevformer", show_default=True,
               help="Comma-separated targets create-infos writes in each run (see create-infos --target).")
 @reporting_options
-def bench_command(reporter: Reporter, scenes: int, repeat: int, workdir: Path, target: str) -> None:
-    """Time create-infos (wall time, peak memory; median of runs) on a synthetic dataset."""
-    from occprep.bench import bench
+def bench_command(reporter: Reporter, scenes: int, boxes_per_sample: int, dataset: Path, version: str, canbus: Path,
+                  repeat: int, workdir: Path, target: str) -> None:
+    """Time create-infos (wall time, peak memory, stages; median of runs) on a synthetic dataset or yours."""
+    from occprep.bench import bench, user_dataset
 
-    reporter.finish(*bench(scenes, repeat, workdir, reporter, target))
+    given = user_dataset(dataset, version, canbus) if dataset is not None else None
+    reporter.finish(*bench(scenes, repeat, workdir, reporter, target, given, boxes_per_sample))
 
 
 @cli.command("demo")

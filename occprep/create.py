@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections import Counter
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
@@ -30,11 +31,12 @@ from occprep.names import closest, describe_unknown
 from occprep.pickles import write_pickle
 from occprep.records import CanBus, Scan
 from occprep.reporting import Reporter
-from occprep.scan import read_scan_tables, scan
+from occprep.scan import AnnotationColumns, read_annotation_columns, read_scan_tables, scan
 from occprep.splits import OFFICIAL_VERSIONS, SplitPlan, official_plan, plan_from_file
 from occprep.tables import Tables, read_table
 from occprep.targets import Build, BuildOptions, Target, parse_targets
 from occprep.temporal import temporal
+from occprep.workers import PARALLEL_BYTES, cores, spawn_pool
 
 ALL_VERSIONS = {"v1.0": ("v1.0-trainval", "v1.0-test")}
 """Umbrella versions: run each member whose folder exists (the reference's `--version v1.0`)."""
@@ -180,15 +182,18 @@ def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_
 
         left_out: Dict[str, str] = {}
         if options.file_check:
-            for name, (count, first) in sorted(_missing_file_scenes(scanned, root_path, version, reporter).items()):
+            with reporter.stage("file_check"):
+                missing = _missing_file_scenes(scanned, root_path, version, reporter)
+            for name, (count, first) in sorted(missing.items()):
                 reason = f"{count} keyframe file(s) missing under {root_path}, e.g. {first}"
                 if options.strict:
                     raise OccprepError(f"scene {name}: {reason} (--strict; drop --strict to leave such scenes "
                                        "out, or --no-file-check for metadata-only copies)")
                 left_out[name] = reason
 
-        slots = can_bus_slots(keyframes.timestamp, sample_scene_name, can_bus, options.can_bus_mode)
-        geometry = temporal(scanned, max_sweeps)
+        with reporter.stage("temporal"):
+            slots = can_bus_slots(keyframes.timestamp, sample_scene_name, can_bus, options.can_bus_mode)
+            geometry = temporal(scanned, max_sweeps)
 
         scene_split, unlisted = plan.assign(scene_names)
         for name in unlisted:
@@ -267,32 +272,55 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
                                  f"the {', '.join(versions)} tables")
 
     out_dirs, shared = output_dirs(chosen, Path(out_dir), options.out_dir_given)
+    steering = any(target.steering for target in chosen)
     results = []
-    with Staging() as staging:
+    with Staging() as staging, contextlib.ExitStack() as workers:
+        worker: Optional[ProcessPoolExecutor] = None
         for concrete in versions:
-            scanned = scan_version(root / concrete, config, config_name, reporter, chosen)
-            can_bus = read_can_bus(canbus_root, scanned.scenes.name, config, reporter,
-                                   steering=any(target.steering for target in chosen))
+            annotations = can_bus_job = None
+            if _reads_alongside(root / concrete):  # a worker reads the annotations, then the CAN bus, meanwhile
+                worker = worker or workers.enter_context(spawn_pool(1))
+                annotations = worker.submit(read_annotation_columns, root / concrete,
+                                            any(target.details for target in chosen))
+                names = [scene.name for scene in read_table(root / concrete, "scene")]
+                can_bus_job = worker.submit(read_can_bus, canbus_root, names, config, Reporter("create-infos", quiet=True),
+                                            steering)
+            scanned = scan_version(root / concrete, config, config_name, reporter, chosen, annotations)
+            with reporter.stage("can_bus"):
+                can_bus = (can_bus_job.result() if can_bus_job is not None
+                           else read_can_bus(canbus_root, scanned.scenes.name, config, reporter, steering))
             plan = custom_plan or official_plan(concrete)
             result = infos_from_scan(scanned, can_bus, config, root_path, plan, concrete, options, reporter,
                                      annotations="test" not in concrete)
             del scanned, can_bus
-            write_outputs(result, chosen, out_dirs, extra_tag, options.build_options(root_path), staging, reporter)
+            with reporter.stage("write"):
+                write_outputs(result, chosen, out_dirs, extra_tag, options.build_options(root_path), staging, reporter)
             results.append(replace(result, parts=None))
             del result
     return summarize(results, skipped, reporter.elapsed, notes + shared)
 
 
+def _reads_alongside(version_dir: Path) -> bool:
+    """Whether a worker process should read the annotations and the CAN bus while the other tables are
+    read: the version is big (sample_data of at least `PARALLEL_BYTES`) and there are two cores."""
+    sample_data = version_dir / "sample_data.json"
+    return cores() >= 2 and sample_data.is_file() and sample_data.stat().st_size >= PARALLEL_BYTES
+
+
 def scan_version(version_dir: Path, config: DatasetConfig, config_name: str, reporter: Reporter,
-                 chosen: Sequence[Target] = ()) -> Scan:
+                 chosen: Sequence[Target] = (), annotations: Optional["Future[AnnotationColumns]"] = None) -> Scan:
     """Read (the parts `scan` uses of) one version folder's tables and scan them, checking that the
     channels and categories the config names exist; what is read beyond the defaults follows what the
-    `chosen` targets need (camera sweeps, image sizes and attributes)."""
+    `chosen` targets need (camera sweeps, image sizes and attributes). `annotations`: the
+    sample_annotation columns being read elsewhere (`read_annotation_columns` in a worker)."""
     camera_sweeps = any(target.camera_sweeps for target in chosen)
-    tables = read_scan_tables(version_dir, config, reporter, camera_sweeps, any(target.details for target in chosen))
+    with reporter.stage("read"):
+        tables = read_scan_tables(version_dir, config, reporter, camera_sweeps, any(target.details for target in chosen),
+                                  annotations=annotations is None)
+        columns = annotations.result() if annotations is not None else None
     check_config_names(config, tables, config_name)
-    with _gc_paused():
-        return scan(tables, config, camera_sweeps)
+    with _gc_paused(), reporter.stage("scan"):
+        return scan(tables, config, camera_sweeps, columns)
 
 
 def output_dirs(chosen: Sequence[Target], out_dir: Path, out_dir_given: bool = True) -> Tuple[Dict[str, Path], List[str]]:

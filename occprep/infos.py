@@ -21,10 +21,18 @@ T = TypeVar("T")
 
 
 def data_paths(root_path: str, filenames: Sequence[str], cwd: str) -> List[str]:
-    """Sensor dicts' `data_path`s: root joined with each filename, without a leading `cwd/`."""
+    """Sensor dicts' `data_path`s: root joined with each filename (`os.path.join`), without a leading `cwd/`."""
     prefix = cwd.rstrip(os.sep) + os.sep
-    paths = [os.path.join(root_path, f) for f in filenames]
-    return [p[len(prefix):] if p.startswith(prefix) and os.path.isabs(p) else p for p in paths]
+    if any(f.startswith(os.sep) for f in filenames):
+        paths = [os.path.join(root_path, f) for f in filenames]
+        return [p[len(prefix):] if p.startswith(prefix) and os.path.isabs(p) else p for p in paths]
+    base = os.path.join(root_path, "")  # what joining a relative filename puts before it
+    paths = [base + f for f in filenames]
+    if not os.path.isabs(base):
+        return paths
+    if len(base) >= len(prefix):  # every path starts with the prefix or none does
+        return [p[len(prefix):] for p in paths] if base.startswith(prefix) else paths
+    return [p[len(prefix):] if p.startswith(prefix) else p for p in paths]
 
 
 GT_KEYS = ("gt_boxes", "gt_names", "gt_velocity", "num_lidar_pts", "num_radar_pts", "valid_flag")

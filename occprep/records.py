@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Dict, List, Optional
+from itertools import chain
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -203,3 +204,9 @@ class Temporal:
     """(A,), rad: the nuScenes heading of each box in the LIDAR_TOP frame (see `occprep.boxes`)."""
     box_velocity: np.ndarray
     """(A, 2), m/s: the planar global velocity rotated into the LIDAR_TOP frame, x and y; NaN kept."""
+
+
+def stack(rows: Sequence[Sequence[float]], width: int) -> np.ndarray:
+    """(N, width) float64 array from N lists of `width` numbers (faster than np.array on lists)."""
+    flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=len(rows) * width)
+    return flat.reshape(len(rows), width)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional
 
 from tqdm import tqdm
 
@@ -23,12 +24,23 @@ class Reporter:
         self.quiet = quiet
         self.report_path = report_path
         self.started = time.perf_counter()
+        self.stages: Dict[str, float] = {}
+        """Stage name -> wall time spent in it so far, s (see `stage`)."""
 
     def progress(self, iterable: Optional[Iterable] = None, *, desc: str, total: Optional[int] = None,
                  unit: str = "it") -> tqdm:
         """A tqdm bar on stderr (disabled when quiet)."""
         return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, disable=self.quiet,
                     dynamic_ncols=True, leave=False)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Add the wall time of the block to `stages[name]` (the breakdown the JSON report carries)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - started
 
     def info(self, line: str) -> None:
         """One line of narration on stderr (silenced when quiet)."""
@@ -45,4 +57,6 @@ class Reporter:
         for line in lines:
             self.info(line)
         if self.report_path is not None:
-            write_json(self.report_path, {"command": self.command, "wall_time_s": round(self.elapsed, 3), **summary})
+            stages = {name: round(seconds, 3) for name, seconds in self.stages.items()}
+            write_json(self.report_path, {"command": self.command, "wall_time_s": round(self.elapsed, 3),
+                                          **({"stages_s": stages} if stages else {}), **summary})

@@ -8,15 +8,15 @@ kept: every reading of the lidar channel (keyframes and sweeps) and the keyframe
 
 from __future__ import annotations
 
-from itertools import chain
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
 from occprep.config import DatasetConfig
 from occprep.errors import OccprepError
-from occprep.records import Annotations, Keyframes, Readings, Scan, Scenes, Transforms
+from occprep.records import Annotations, Keyframes, Readings, Scan, Scenes, Transforms, stack
 from occprep.reporting import Reporter
 from occprep.tables import TABLE_TYPES, EgoPose, SampleAnnotation, SampleData, Tables, field_subset, read_records
 
@@ -38,27 +38,22 @@ def _lookup(index: Dict[str, int], token: str, table: str, field: str, owner: st
 
 
 def _token_rows(records: Iterable) -> Dict[str, int]:
-    """Token -> row of `records`, and '' (no record) -> -1."""
-    rows = {record.token: row for row, record in enumerate(records)}
+    """Token -> row of `records` (records, or their tokens), and '' (no record) -> -1."""
+    rows = {(record if isinstance(record, str) else record.token): row for row, record in enumerate(records)}
     rows[""] = -1
     return rows
 
 
 def _resolve(index: Dict[str, int], tokens: List[str], owners: Sequence, table: str, field: str) -> np.ndarray:
     """(N,) int64 rows of `tokens` in `index` (from `_token_rows`; '' gives -1); an unknown token is
-    an error naming `table.field`, the token and its record (`owners[i].token`)."""
+    an error naming `table.field`, the token and its record (`owners`: the records, or their tokens)."""
     rows = [index.get(token, -2) for token in tokens]
     resolved = np.array(rows, dtype=np.int64)
     if len(resolved) and resolved.min() == -2:
         bad = rows.index(-2)
-        raise _unresolved(table, field, tokens[bad], owners[bad].token)
+        owner = owners[bad]
+        raise _unresolved(table, field, tokens[bad], owner if isinstance(owner, str) else owner.token)
     return resolved
-
-
-def stack(rows: Sequence[Sequence[float]], width: int) -> np.ndarray:
-    """(N, width) float64 array from N lists of `width` numbers (faster than np.array on lists)."""
-    flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=len(rows) * width)
-    return flat.reshape(len(rows), width)
 
 
 def _transforms(records: Iterable) -> Transforms:
@@ -104,9 +99,67 @@ def _channel_roles(calibrated_sensor: list, sensor: list, config: DatasetConfig)
     return roles
 
 
-def _annotations(tables: Tables, sample_row: Dict[str, int], sample_time: np.ndarray):
+@dataclass(frozen=True)
+class AnnotationColumns:
+    """The sample_annotation table as columns, N records in file order: what `scan` reads of it.
+
+    Built in a worker process on big versions (`read_annotation_columns`): columns travel between
+    processes far faster than records.
+    """
+
+    token: List[str]
+    sample_token: List[str]
+    instance_token: List[str]
+    prev: List[str]
+    next: List[str]
+    translation: np.ndarray
+    """(N, 3) float64, m, global frame."""
+    size: np.ndarray
+    """(N, 3) float64, (w, l, h), m."""
+    rotation: np.ndarray
+    """(N, 4) float64, (w, x, y, z)."""
+    num_lidar_pts: np.ndarray
+    """(N,) int64."""
+    num_radar_pts: np.ndarray
+    """(N,) int64."""
+    visibility_token: Optional[List[str]]
+    """None unless read (`details`)."""
+    first_attribute_token: Optional[List[str]]
+    """Each record's first attribute token ('' for none); None unless read (`details`)."""
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling (from a worker): arrays get numpy's own dtype objects again. An unpickled dtype is a
+        copy, and the pickles written from these arrays would name it anew instead of referring back to
+        the first array of that type: other bytes for the same values."""
+        for name, value in state.items():
+            object.__setattr__(self, name, value.view(np.dtype(value.dtype.str)) if isinstance(value, np.ndarray)
+                               else value)
+
+    @classmethod
+    def of(cls, records: list) -> "AnnotationColumns":
+        """The columns of sample_annotation records (any field subset with at least `AnnotationFields`)."""
+        count = len(records)
+        return cls(
+            token=[a.token for a in records], sample_token=[a.sample_token for a in records],
+            instance_token=[a.instance_token for a in records], prev=[a.prev for a in records],
+            next=[a.next for a in records], translation=stack([a.translation for a in records], 3),
+            size=stack([a.size for a in records], 3), rotation=stack([a.rotation for a in records], 4),
+            num_lidar_pts=np.fromiter((a.num_lidar_pts for a in records), dtype=np.int64, count=count),
+            num_radar_pts=np.fromiter((a.num_radar_pts for a in records), dtype=np.int64, count=count),
+            visibility_token=([a.visibility_token for a in records] if _has_field(records, "visibility_token")
+                              else None),
+            first_attribute_token=([a.attribute_tokens[0] if a.attribute_tokens else "" for a in records]
+                                   if _has_field(records, "attribute_tokens") else None))
+
+
+def read_annotation_columns(version_dir: Path, details: bool = False) -> AnnotationColumns:
+    """The sample_annotation table of `version_dir` as columns (`details`: with visibility and attributes)."""
+    fields = DetailedAnnotationFields if details else AnnotationFields
+    return AnnotationColumns.of(read_records(version_dir, "sample_annotation", fields))
+
+
+def _annotations(tables: Tables, columns: AnnotationColumns, sample_row: Dict[str, int], sample_time: np.ndarray):
     """Annotations grouped by sample (stable) with devkit `box_velocity`, and per-sample offsets."""
-    records = tables.sample_annotation
     category_name = {c.token: c.name for c in tables.category}
     instance_category = {}
     for instance in tables.instance:
@@ -114,35 +167,36 @@ def _annotations(tables: Tables, sample_row: Dict[str, int], sample_time: np.nda
         if name is None:
             raise _unresolved("instance", "category_token", instance.category_token, instance.token)
         instance_category[instance.token] = name
-    ann_row = _token_rows(records)
-    sample = _resolve(sample_row, [a.sample_token for a in records], records, "sample_annotation", "sample_token")
-    prev = _resolve(ann_row, [a.prev for a in records], records, "sample_annotation", "prev")
-    next_ = _resolve(ann_row, [a.next for a in records], records, "sample_annotation", "next")
-    instance = _resolve(_token_rows(tables.instance), [a.instance_token for a in records], records,
-                        "sample_annotation", "instance_token")
-    category = [instance_category[a.instance_token] for a in records]
-    attribute = _first_attributes(records, tables.attribute) if _has_field(records, "attribute_tokens") else None
-    translation = stack([a.translation for a in records], 3)
-    velocity = _box_velocity(translation, sample_time[sample], prev, next_)
+    owners = columns.token
+    ann_row = _token_rows(owners)
+    sample = _resolve(sample_row, columns.sample_token, owners, "sample_annotation", "sample_token")
+    prev = _resolve(ann_row, columns.prev, owners, "sample_annotation", "prev")
+    next_ = _resolve(ann_row, columns.next, owners, "sample_annotation", "next")
+    instance = _resolve(_token_rows(tables.instance), columns.instance_token, owners, "sample_annotation",
+                        "instance_token")
+    category = [instance_category[token] for token in columns.instance_token]
+    attribute = (None if columns.first_attribute_token is None
+                 else _attribute_names(columns.first_attribute_token, owners, tables.attribute))
+    velocity = _box_velocity(columns.translation, sample_time[sample], prev, next_)
 
     order = np.argsort(sample, kind="stable")
     grouped_row = np.empty_like(order)
     grouped_row[order] = np.arange(len(order))
     offsets = np.zeros(len(tables.sample) + 1, dtype=np.int64)
     np.cumsum(np.bincount(sample, minlength=len(tables.sample)), out=offsets[1:])
+    rows = order.tolist()
     annotations = Annotations(
-        translation=translation[order],
-        size=stack([a.size for a in records], 3)[order],
-        rotation=stack([a.rotation for a in records], 4)[order],
+        translation=columns.translation[order],
+        size=columns.size[order],
+        rotation=columns.rotation[order],
         velocity=velocity[order],
-        category=[category[i] for i in order.tolist()],
+        category=[category[i] for i in rows],
         instance=instance[order],
         next=np.where(next_[order] >= 0, grouped_row[next_[order]], -1),
-        attribute=None if attribute is None else [attribute[i] for i in order.tolist()],
-        visibility=(_shared([records[i].visibility_token for i in order.tolist()])
-                    if _has_field(records, "visibility_token") else None),
-        num_lidar_pts=np.array([a.num_lidar_pts for a in records], dtype=np.int64)[order],
-        num_radar_pts=np.array([a.num_radar_pts for a in records], dtype=np.int64)[order],
+        attribute=None if attribute is None else [attribute[i] for i in rows],
+        visibility=None if columns.visibility_token is None else _shared([columns.visibility_token[i] for i in rows]),
+        num_lidar_pts=columns.num_lidar_pts[order],
+        num_radar_pts=columns.num_radar_pts[order],
     )
     return annotations, offsets
 
@@ -160,14 +214,14 @@ def _has_field(records: list, name: str) -> bool:
     return not records or name in type(records[0]).__struct_fields__
 
 
-def _first_attributes(records: list, attributes: list) -> List[str]:
-    """Name of each annotation's first attribute ('None' when it has none), as mmdet3d's converters take it."""
+def _attribute_names(first: List[str], owners: List[str], attributes: list) -> List[str]:
+    """Name of each annotation's first attribute (`first`: its token, '' for none; 'None' then), as
+    mmdet3d's converters take it."""
     attribute_name = {a.token: a.name for a in attributes}
-    first = [a.attribute_tokens[0] if a.attribute_tokens else "" for a in records]
     names = [attribute_name.get(token, "None" if not token else None) for token in first]
     if None in names:
         bad = names.index(None)
-        raise _unresolved("sample_annotation", "attribute_tokens", first[bad], records[bad].token)
+        raise _unresolved("sample_annotation", "attribute_tokens", first[bad], owners[bad])
     return names
 
 
@@ -188,9 +242,11 @@ def _box_velocity(translation: np.ndarray, time_s: np.ndarray, prev: np.ndarray,
     return velocity
 
 
-def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False) -> Scan:
+def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
+         annotations: Optional[AnnotationColumns] = None) -> Scan:
     """Resolve and index `tables` for the channels of `config`; `camera_sweeps` also keeps the cameras'
-    non-keyframe readings, linked by `prev` (SparseBEV's camera sweeps)."""
+    non-keyframe readings, linked by `prev` (SparseBEV's camera sweeps). `annotations`: the
+    sample_annotation table as columns, read elsewhere (default: from `tables`)."""
     sample_row = _token_rows(tables.sample)
     scene_row = _token_rows(tables.scene)
     sample_scene = _resolve(scene_row, [s.scene_token for s in tables.sample], tables.sample, "sample", "scene_token")
@@ -256,7 +312,8 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False) -> 
                            f"({len(missing)} such sample/channel pairs); every sample needs the lidar and "
                            f"the {len(config.camera_channels)} cameras of config {config.name!r}")
 
-    annotations, offsets = _annotations(tables, sample_row, 1e-6 * sample_time)
+    columns = annotations if annotations is not None else AnnotationColumns.of(tables.sample_annotation)
+    annotations, offsets = _annotations(tables, columns, sample_row, 1e-6 * sample_time)
     return Scan(
         scenes=Scenes(token=[s.token for s in tables.scene], name=[s.name for s in tables.scene],
                       location=_scene_locations(tables)),
@@ -307,7 +364,7 @@ _TokenKey = field_subset(EgoPose, "token")
 
 
 def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporter, camera_sweeps: bool = False,
-                     details: bool = False) -> Tables:
+                     details: bool = False, annotations: bool = True) -> Tables:
     """The tables of `version_dir` as far as `scan` reads them, for speed and memory on big versions.
 
     Small tables are read whole. Of the three big ones only the fields `scan` reads are decoded
@@ -315,7 +372,8 @@ def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporte
     the records `scan` can use are kept: the lidar and keyframe camera readings of `config` (and
     any whose sensor does not resolve, so `scan` can name it) and the poses those readings use.
     `camera_sweeps` also keeps the cameras' non-keyframe readings; `details` decodes image sizes,
-    visibility and attributes (the `Detailed*Fields`), which only some targets read.
+    visibility and attributes (the `Detailed*Fields`), which only some targets read. Without
+    `annotations` the sample_annotation table is left empty (the caller reads it as columns itself).
     """
     big = {"sample_data", "ego_pose", "sample_annotation"}
     with reporter.progress(total=len(TABLE_TYPES), desc=f"tables {Path(version_dir).name}", unit="table") as bar:
@@ -340,7 +398,8 @@ def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporte
         tables["ego_pose"] = read_records(version_dir, "ego_pose", EgoPoseFields,
                                           (_TokenKey, lambda records: [r.token in used_poses for r in records]))
         bar.update()
-        tables["sample_annotation"] = read_records(version_dir, "sample_annotation",
-                                                   DetailedAnnotationFields if details else AnnotationFields)
+        tables["sample_annotation"] = (read_records(version_dir, "sample_annotation",
+                                                    DetailedAnnotationFields if details else AnnotationFields)
+                                       if annotations else [])
         bar.update()
     return Tables(**tables)

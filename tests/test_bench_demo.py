@@ -1,5 +1,7 @@
 """bench and demo plumbing on tiny synthetic data (no timing assertions)."""
 
+import json
+
 import occprep.synth
 from occprep.bench import bench
 from occprep.demo import STEPS, demo
@@ -11,11 +13,31 @@ def test_bench_synthesises_once_and_measures_child_runs(tmp_path):
     summary, lines = bench(scenes=1, repeat=2, workdir=tmp_path, reporter=Reporter("bench", quiet=True))
     assert summary["samples"] == 40 and summary["scenes"] == 1 and len(summary["runs"]) == 2
     assert all(run["wall_s"] > 0 and run["cpu_s"] > 0 and run["peak_rss_mb"] > 10 for run in summary["runs"])
-    assert lines[-1].split()[0] == "median"
+    assert lines[-2].split()[0] == "median"
+    assert list(summary["median_stages_s"]) == ["read", "scan", "can_bus", "temporal", "write"]
+    assert lines[-1].startswith("  stages (median wall s): read ")
     marker = tmp_path / "synth-1" / "synth-complete.json"
     stamp = marker.stat().st_mtime_ns
     bench(scenes=1, repeat=1, workdir=tmp_path, reporter=Reporter("bench", quiet=True))
     assert marker.stat().st_mtime_ns == stamp  # reused, not re-synthesised
+
+
+def test_bench_on_a_users_dataset_and_at_a_given_density(tmp_path, monkeypatch, capsys, generated_mini):
+    from helpers import run_cli
+
+    base = generated_mini.lay_out(tmp_path / "mine")
+    code, _, err = run_cli(["bench", "--dataset", base / "data" / "nuscenes", "--version", "v1.0-mini", "--repeat", "1",
+                            "--target", "bevformer,vad", "--report", tmp_path / "r.json"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "(v1.0-mini: 3 scenes, 120 samples), 1 run(s):" in err
+    code, _, err = run_cli(["bench", "--dataset", tmp_path, "--repeat", "1"], monkeypatch, capsys)
+    assert code == 2 and "no v1.0-trainval/ folder in it" in err
+    dense, _ = bench(scenes=1, repeat=1, workdir=tmp_path, reporter=Reporter("bench", quiet=True), boxes_per_sample=60)
+    sparse, _ = bench(scenes=1, repeat=1, workdir=tmp_path, reporter=Reporter("bench", quiet=True), boxes_per_sample=15)
+    assert dense["samples"] == sparse["samples"] == 40
+    per_sample = {density: len(json.loads((tmp_path / f"synth-1-{density}boxes" / "nuscenes" / "v1.0-trainval" /
+                                           "sample_annotation.json").read_text())) / 40 for density in (60, 15)}
+    assert 45 < per_sample[60] < 75 and 10 < per_sample[15] < 20, per_sample
 
 
 def test_demo_runs_every_step(tmp_path, monkeypatch):

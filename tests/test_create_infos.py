@@ -247,3 +247,46 @@ def test_custom_splits_file(generated_mini, tmp_path, monkeypatch, capsys):
     assert code == 0, err
     assert len(load_pickle(tmp_path / "out" / "x_infos_temporal_mine.pkl")["infos"]) == len(generated_mini.table("sample"))
     assert load_pickle(tmp_path / "out" / "x_infos_temporal_other.pkl")["infos"] == []
+
+
+def test_data_paths_join_as_os_path_join_and_strip_the_working_directory():
+    """The fast path (one joined base) gives what `os.path.join` and the cwd strip give, at every edge:
+    empty, relative, absolute, trailing-separator roots, roots above/below/beside the cwd, absolute names."""
+    import os
+
+    from occprep.infos import data_paths
+
+    def joined(root, names, cwd):
+        prefix = cwd.rstrip(os.sep) + os.sep
+        paths = [os.path.join(root, name) for name in names]
+        return [p[len(prefix):] if p.startswith(prefix) and os.path.isabs(p) else p for p in paths]
+
+    names = ["samples/a.jpg", "sweeps/b.bin", "x/samples/c"]
+    for root in ["", ".", "./data/nuscenes", "data/nuscenes/", "/tmp", "/tmp/", "/tmp/x", "/tmp/x/", "/", "/a//",
+                 "/tmpx", "/tmp/x/data"]:
+        for cwd in ["/tmp/x", "/", "/tmp", "/tmp/x/samples", "/a"]:
+            for given in (names, names + ["/abs/f"]):
+                assert data_paths(root, given, cwd) == joined(root, given, cwd), (root, cwd)
+
+
+def test_a_worker_reading_annotations_and_can_bus_changes_no_byte(generated_mini, tmp_path, monkeypatch):
+    """Big versions have the annotations and the CAN bus read by a worker process meanwhile: every target's
+    pickles are byte for byte those of the single-process run (arrays arrive with numpy's own dtypes)."""
+    import occprep.create
+    from click.testing import CliRunner
+
+    from helpers import working_directory
+    from occprep.cli import cli
+
+    base = generated_mini.lay_out(tmp_path)
+    every = "bevformer,mmdet3d,mmdet3d-v2,bevdet,streampetr,sparsebev,uniad,vad"
+    outputs = {}
+    for mode, threshold in (("alone", 1 << 60), ("worker", 0)):
+        monkeypatch.setattr(occprep.create, "PARALLEL_BYTES", threshold)
+        monkeypatch.setattr(occprep.create, "cores", lambda: 2)
+        with working_directory(base):
+            result = CliRunner().invoke(cli, ["create-infos", "--version", "v1.0-mini", "--no-file-check", "--out-dir",
+                                              mode, "--target", every, "--quiet", "--report", f"{mode}.json"])
+        assert result.exit_code == 0, result.output
+        outputs[mode] = {p.relative_to(base / mode): p.read_bytes() for p in sorted((base / mode).rglob("*.pkl"))}
+    assert len(outputs["alone"]) == 16 and outputs["worker"] == outputs["alone"]
