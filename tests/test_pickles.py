@@ -96,3 +96,17 @@ def test_truncated_pickle_is_a_one_line_error(tmp_path):
     path.write_bytes(dumps(SAMPLE)[:40])
     with pytest.raises(OccprepError, match="cut.pkl: not a readable pickle"):
         load_pickle(path)
+
+
+def test_array_state_is_numpys_own():
+    """The state the writer builds is `ndarray.__reduce__()`'s, for every layout and dtype infos hold."""
+    import numpy as np
+
+    from occprep.pickles import array_state
+
+    base = np.arange(24, dtype=np.float64).reshape(4, 6)
+    arrays = [base, base.T, base[:, ::2], base[1], np.full((), 3.0), np.zeros((0, 7)), np.zeros(0),
+              base.astype(np.float32).T, base > 3, np.array(["car", "pedestrian"]), np.arange(5, dtype=np.int64)[::-1],
+              np.asfortranarray(base), np.ones((3, 1)), np.ones((1, 3)).T]
+    for array in arrays:
+        assert array_state(array) == array.__reduce__()[2], (array.shape, array.dtype, array.flags)
