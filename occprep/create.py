@@ -31,7 +31,7 @@ from occprep.names import closest, describe_unknown
 from occprep.pickles import write_pickle
 from occprep.records import CanBus, Scan
 from occprep.reporting import Reporter
-from occprep.scan import AnnotationColumns, read_annotation_columns, read_scan_tables, scan
+from occprep.scan import ResolvedAnnotations, read_resolved_annotations, read_scan_tables, scan
 from occprep.splits import OFFICIAL_VERSIONS, SplitPlan, official_plan, plan_from_file
 from occprep.tables import Tables, read_table
 from occprep.targets import Build, BuildOptions, Target, parse_targets
@@ -280,7 +280,7 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
             annotations = can_bus_job = None
             if _reads_alongside(root / concrete):  # a worker reads the annotations, then the CAN bus, meanwhile
                 worker = worker or workers.enter_context(spawn_pool(1))
-                annotations = worker.submit(read_annotation_columns, root / concrete,
+                annotations = worker.submit(read_resolved_annotations, root / concrete,
                                             any(target.details for target in chosen))
                 names = [scene.name for scene in read_table(root / concrete, "scene")]
                 can_bus_job = worker.submit(read_can_bus, canbus_root, names, config, Reporter("create-infos", quiet=True),
@@ -308,19 +308,19 @@ def _reads_alongside(version_dir: Path) -> bool:
 
 
 def scan_version(version_dir: Path, config: DatasetConfig, config_name: str, reporter: Reporter,
-                 chosen: Sequence[Target] = (), annotations: Optional["Future[AnnotationColumns]"] = None) -> Scan:
+                 chosen: Sequence[Target] = (), annotations: Optional["Future[ResolvedAnnotations]"] = None) -> Scan:
     """Read (the parts `scan` uses of) one version folder's tables and scan them, checking that the
     channels and categories the config names exist; what is read beyond the defaults follows what the
     `chosen` targets need (camera sweeps, image sizes and attributes). `annotations`: the
-    sample_annotation columns being read elsewhere (`read_annotation_columns` in a worker)."""
+    sample_annotation table being read and resolved elsewhere (`read_resolved_annotations` in a worker)."""
     camera_sweeps = any(target.camera_sweeps for target in chosen)
     with reporter.stage("read"):
         tables = read_scan_tables(version_dir, config, reporter, camera_sweeps, any(target.details for target in chosen),
                                   annotations=annotations is None)
-        columns = annotations.result() if annotations is not None else None
+        resolved = annotations.result() if annotations is not None else None
     check_config_names(config, tables, config_name)
     with _gc_paused(), reporter.stage("scan"):
-        return scan(tables, config, camera_sweeps, columns)
+        return scan(tables, config, camera_sweeps, resolved)
 
 
 def output_dirs(chosen: Sequence[Target], out_dir: Path, out_dir_given: bool = True) -> Tuple[Dict[str, Path], List[str]]:

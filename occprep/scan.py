@@ -18,7 +18,8 @@ from occprep.config import DatasetConfig
 from occprep.errors import OccprepError
 from occprep.records import Annotations, Keyframes, Readings, Scan, Scenes, Transforms, stack
 from occprep.reporting import Reporter
-from occprep.tables import TABLE_TYPES, EgoPose, SampleAnnotation, SampleData, Tables, field_subset, read_records
+from occprep.tables import (TABLE_TYPES, EgoPose, SampleAnnotation, SampleData, Tables, field_subset, read_records,
+                            read_table)
 
 _OTHER = -1
 _LIDAR = 0
@@ -38,21 +39,20 @@ def _lookup(index: Dict[str, int], token: str, table: str, field: str, owner: st
 
 
 def _token_rows(records: Iterable) -> Dict[str, int]:
-    """Token -> row of `records` (records, or their tokens), and '' (no record) -> -1."""
-    rows = {(record if isinstance(record, str) else record.token): row for row, record in enumerate(records)}
+    """Token -> row of `records`, and '' (no record) -> -1."""
+    rows = {record.token: row for row, record in enumerate(records)}
     rows[""] = -1
     return rows
 
 
 def _resolve(index: Dict[str, int], tokens: List[str], owners: Sequence, table: str, field: str) -> np.ndarray:
     """(N,) int64 rows of `tokens` in `index` (from `_token_rows`; '' gives -1); an unknown token is
-    an error naming `table.field`, the token and its record (`owners`: the records, or their tokens)."""
+    an error naming `table.field`, the token and its record (`owners[i].token`)."""
     rows = [index.get(token, -2) for token in tokens]
     resolved = np.array(rows, dtype=np.int64)
     if len(resolved) and resolved.min() == -2:
         bad = rows.index(-2)
-        owner = owners[bad]
-        raise _unresolved(table, field, tokens[bad], owner if isinstance(owner, str) else owner.token)
+        raise _unresolved(table, field, tokens[bad], owners[bad].token)
     return resolved
 
 
@@ -100,18 +100,23 @@ def _channel_roles(calibrated_sensor: list, sensor: list, config: DatasetConfig)
 
 
 @dataclass(frozen=True)
-class AnnotationColumns:
-    """The sample_annotation table as columns, N records in file order: what `scan` reads of it.
+class ResolvedAnnotations:
+    """The sample_annotation table with its references resolved to rows, N records in file order.
 
-    Built in a worker process on big versions (`read_annotation_columns`): columns travel between
-    processes far faster than records.
+    Built in a worker process on big versions (`read_resolved_annotations`): rows and names travel
+    between processes far faster than records, and resolving there takes that work off this process.
     """
 
-    token: List[str]
-    sample_token: List[str]
-    instance_token: List[str]
-    prev: List[str]
-    next: List[str]
+    sample: np.ndarray
+    """(N,) int64, row of the record's sample in the sample table."""
+    prev: np.ndarray
+    """(N,) int64, row of the instance's previous annotation in this table (-1: none)."""
+    next: np.ndarray
+    """(N,) int64, row of its next annotation in this table (-1: none)."""
+    instance: np.ndarray
+    """(N,) int64, row of its instance in the instance table."""
+    category: List[str]
+    """The category name of each record's instance."""
     translation: np.ndarray
     """(N, 3) float64, m, global frame."""
     size: np.ndarray
@@ -122,10 +127,11 @@ class AnnotationColumns:
     """(N,) int64."""
     num_radar_pts: np.ndarray
     """(N,) int64."""
-    visibility_token: Optional[List[str]]
-    """None unless read (`details`)."""
-    first_attribute_token: Optional[List[str]]
-    """Each record's first attribute token ('' for none); None unless read (`details`)."""
+    attribute: Optional[List[str]]
+    """Name of each record's first attribute ('None' for none), as mmdet3d's converters take it; None
+    unless read (`details`)."""
+    visibility: Optional[List[str]]
+    """`visibility_token` of each record; None unless read (`details`)."""
 
     def __setstate__(self, state: dict) -> None:
         """Unpickling (from a worker): arrays get numpy's own dtype objects again. An unpickled dtype is a
@@ -135,68 +141,69 @@ class AnnotationColumns:
             object.__setattr__(self, name, value.view(np.dtype(value.dtype.str)) if isinstance(value, np.ndarray)
                                else value)
 
-    @classmethod
-    def of(cls, records: list) -> "AnnotationColumns":
-        """The columns of sample_annotation records (any field subset with at least `AnnotationFields`)."""
-        count = len(records)
-        return cls(
-            token=[a.token for a in records], sample_token=[a.sample_token for a in records],
-            instance_token=[a.instance_token for a in records], prev=[a.prev for a in records],
-            next=[a.next for a in records], translation=stack([a.translation for a in records], 3),
-            size=stack([a.size for a in records], 3), rotation=stack([a.rotation for a in records], 4),
-            num_lidar_pts=np.fromiter((a.num_lidar_pts for a in records), dtype=np.int64, count=count),
-            num_radar_pts=np.fromiter((a.num_radar_pts for a in records), dtype=np.int64, count=count),
-            visibility_token=([a.visibility_token for a in records] if _has_field(records, "visibility_token")
-                              else None),
-            first_attribute_token=([a.attribute_tokens[0] if a.attribute_tokens else "" for a in records]
-                                   if _has_field(records, "attribute_tokens") else None))
 
-
-def read_annotation_columns(version_dir: Path, details: bool = False) -> AnnotationColumns:
-    """The sample_annotation table of `version_dir` as columns (`details`: with visibility and attributes)."""
-    fields = DetailedAnnotationFields if details else AnnotationFields
-    return AnnotationColumns.of(read_records(version_dir, "sample_annotation", fields))
-
-
-def _annotations(tables: Tables, columns: AnnotationColumns, sample_row: Dict[str, int], sample_time: np.ndarray):
-    """Annotations grouped by sample (stable) with devkit `box_velocity`, and per-sample offsets."""
-    category_name = {c.token: c.name for c in tables.category}
+def resolve_annotations(records: list, sample_row: Dict[str, int], instances: list, categories: list,
+                        attributes: list) -> ResolvedAnnotations:
+    """sample_annotation `records` (at least `AnnotationFields`; with `Detailed*` ones also their
+    attributes and visibility) with every token resolved; an unresolvable one is an error naming it."""
+    category_name = {c.token: c.name for c in categories}
     instance_category = {}
-    for instance in tables.instance:
+    for instance in instances:
         name = category_name.get(instance.category_token)
         if name is None:
             raise _unresolved("instance", "category_token", instance.category_token, instance.token)
         instance_category[instance.token] = name
-    owners = columns.token
-    ann_row = _token_rows(owners)
-    sample = _resolve(sample_row, columns.sample_token, owners, "sample_annotation", "sample_token")
-    prev = _resolve(ann_row, columns.prev, owners, "sample_annotation", "prev")
-    next_ = _resolve(ann_row, columns.next, owners, "sample_annotation", "next")
-    instance = _resolve(_token_rows(tables.instance), columns.instance_token, owners, "sample_annotation",
+    ann_row = _token_rows(records)
+    instance = _resolve(_token_rows(instances), [a.instance_token for a in records], records, "sample_annotation",
                         "instance_token")
-    category = [instance_category[token] for token in columns.instance_token]
-    attribute = (None if columns.first_attribute_token is None
-                 else _attribute_names(columns.first_attribute_token, owners, tables.attribute))
-    velocity = _box_velocity(columns.translation, sample_time[sample], prev, next_)
+    count = len(records)
+    return ResolvedAnnotations(
+        sample=_resolve(sample_row, [a.sample_token for a in records], records, "sample_annotation", "sample_token"),
+        prev=_resolve(ann_row, [a.prev for a in records], records, "sample_annotation", "prev"),
+        next=_resolve(ann_row, [a.next for a in records], records, "sample_annotation", "next"),
+        instance=instance,
+        category=[instance_category[a.instance_token] for a in records],
+        translation=stack([a.translation for a in records], 3),
+        size=stack([a.size for a in records], 3),
+        rotation=stack([a.rotation for a in records], 4),
+        num_lidar_pts=np.fromiter((a.num_lidar_pts for a in records), dtype=np.int64, count=count),
+        num_radar_pts=np.fromiter((a.num_radar_pts for a in records), dtype=np.int64, count=count),
+        attribute=_first_attributes(records, attributes) if _has_field(records, "attribute_tokens") else None,
+        visibility=(_shared([a.visibility_token for a in records]) if _has_field(records, "visibility_token")
+                    else None))
 
+
+def read_resolved_annotations(version_dir: Path, details: bool = False) -> ResolvedAnnotations:
+    """The sample_annotation table of `version_dir`, resolved against its sample, instance, category and
+    attribute tables (`details`: with attributes and visibility)."""
+    fields = DetailedAnnotationFields if details else AnnotationFields
+    return resolve_annotations(read_records(version_dir, "sample_annotation", fields),
+                               _token_rows(read_table(version_dir, "sample")), read_table(version_dir, "instance"),
+                               read_table(version_dir, "category"), read_table(version_dir, "attribute"))
+
+
+def _annotations(resolved: ResolvedAnnotations, sample_time: np.ndarray, samples: int):
+    """Annotations grouped by sample (stable) with devkit `box_velocity`, and per-sample offsets."""
+    sample, next_ = resolved.sample, resolved.next
+    velocity = _box_velocity(resolved.translation, sample_time[sample], resolved.prev, next_)
     order = np.argsort(sample, kind="stable")
     grouped_row = np.empty_like(order)
     grouped_row[order] = np.arange(len(order))
-    offsets = np.zeros(len(tables.sample) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(sample, minlength=len(tables.sample)), out=offsets[1:])
+    offsets = np.zeros(samples + 1, dtype=np.int64)
+    np.cumsum(np.bincount(sample, minlength=samples), out=offsets[1:])
     rows = order.tolist()
     annotations = Annotations(
-        translation=columns.translation[order],
-        size=columns.size[order],
-        rotation=columns.rotation[order],
+        translation=resolved.translation[order],
+        size=resolved.size[order],
+        rotation=resolved.rotation[order],
         velocity=velocity[order],
-        category=[category[i] for i in rows],
-        instance=instance[order],
+        category=[resolved.category[i] for i in rows],
+        instance=resolved.instance[order],
         next=np.where(next_[order] >= 0, grouped_row[next_[order]], -1),
-        attribute=None if attribute is None else [attribute[i] for i in rows],
-        visibility=None if columns.visibility_token is None else _shared([columns.visibility_token[i] for i in rows]),
-        num_lidar_pts=columns.num_lidar_pts[order],
-        num_radar_pts=columns.num_radar_pts[order],
+        attribute=None if resolved.attribute is None else [resolved.attribute[i] for i in rows],
+        visibility=None if resolved.visibility is None else [resolved.visibility[i] for i in rows],
+        num_lidar_pts=resolved.num_lidar_pts[order],
+        num_radar_pts=resolved.num_radar_pts[order],
     )
     return annotations, offsets
 
@@ -214,14 +221,14 @@ def _has_field(records: list, name: str) -> bool:
     return not records or name in type(records[0]).__struct_fields__
 
 
-def _attribute_names(first: List[str], owners: List[str], attributes: list) -> List[str]:
-    """Name of each annotation's first attribute (`first`: its token, '' for none; 'None' then), as
-    mmdet3d's converters take it."""
+def _first_attributes(records: list, attributes: list) -> List[str]:
+    """Name of each annotation's first attribute ('None' when it has none), as mmdet3d's converters take it."""
     attribute_name = {a.token: a.name for a in attributes}
+    first = [a.attribute_tokens[0] if a.attribute_tokens else "" for a in records]
     names = [attribute_name.get(token, "None" if not token else None) for token in first]
     if None in names:
         bad = names.index(None)
-        raise _unresolved("sample_annotation", "attribute_tokens", first[bad], owners[bad])
+        raise _unresolved("sample_annotation", "attribute_tokens", first[bad], records[bad].token)
     return names
 
 
@@ -243,10 +250,10 @@ def _box_velocity(translation: np.ndarray, time_s: np.ndarray, prev: np.ndarray,
 
 
 def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
-         annotations: Optional[AnnotationColumns] = None) -> Scan:
+         annotations: Optional[ResolvedAnnotations] = None) -> Scan:
     """Resolve and index `tables` for the channels of `config`; `camera_sweeps` also keeps the cameras'
     non-keyframe readings, linked by `prev` (SparseBEV's camera sweeps). `annotations`: the
-    sample_annotation table as columns, read elsewhere (default: from `tables`)."""
+    sample_annotation table resolved elsewhere (`read_resolved_annotations`; default: from `tables`)."""
     sample_row = _token_rows(tables.sample)
     scene_row = _token_rows(tables.scene)
     sample_scene = _resolve(scene_row, [s.scene_token for s in tables.sample], tables.sample, "sample", "scene_token")
@@ -312,8 +319,10 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
                            f"({len(missing)} such sample/channel pairs); every sample needs the lidar and "
                            f"the {len(config.camera_channels)} cameras of config {config.name!r}")
 
-    columns = annotations if annotations is not None else AnnotationColumns.of(tables.sample_annotation)
-    annotations, offsets = _annotations(tables, columns, sample_row, 1e-6 * sample_time)
+    if annotations is None:
+        annotations = resolve_annotations(tables.sample_annotation, sample_row, tables.instance, tables.category,
+                                          tables.attribute)
+    annotations, offsets = _annotations(annotations, 1e-6 * sample_time, len(tables.sample))
     return Scan(
         scenes=Scenes(token=[s.token for s in tables.scene], name=[s.name for s in tables.scene],
                       location=_scene_locations(tables)),
