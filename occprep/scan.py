@@ -18,8 +18,8 @@ from occprep.config import DatasetConfig
 from occprep.errors import OccprepError
 from occprep.records import Annotations, Keyframes, Readings, Scan, Scenes, Transforms, stack
 from occprep.reporting import Reporter
-from occprep.tables import (TABLE_TYPES, EgoPose, SampleAnnotation, SampleData, Tables, field_subset, read_records,
-                            read_table)
+from occprep.tables import (TABLE_TYPES, EgoPose, SampleAnnotation, SampleData, Tables, field_subset,
+                            iter_record_batches, read_records, read_table)
 
 _OTHER = -1
 _LIDAR = 0
@@ -38,21 +38,21 @@ def _lookup(index: Dict[str, int], token: str, table: str, field: str, owner: st
     return row
 
 
-def _token_rows(records: Iterable) -> Dict[str, int]:
-    """Token -> row of `records`, and '' (no record) -> -1."""
-    rows = {record.token: row for row, record in enumerate(records)}
+def _token_rows(tokens: Iterable[str]) -> Dict[str, int]:
+    """Token -> row of the records whose `tokens` these are, and '' (no record) -> -1."""
+    rows = {token: row for row, token in enumerate(tokens)}
     rows[""] = -1
     return rows
 
 
-def _resolve(index: Dict[str, int], tokens: List[str], owners: Sequence, table: str, field: str) -> np.ndarray:
+def _resolve(index: Dict[str, int], tokens: List[str], owners: Sequence[str], table: str, field: str) -> np.ndarray:
     """(N,) int64 rows of `tokens` in `index` (from `_token_rows`; '' gives -1); an unknown token is
-    an error naming `table.field`, the token and its record (`owners[i].token`)."""
+    an error naming `table.field`, the token and its record (`owners`: the tokens of the records)."""
     rows = [index.get(token, -2) for token in tokens]
     resolved = np.array(rows, dtype=np.int64)
     if len(resolved) and resolved.min() == -2:
         bad = rows.index(-2)
-        raise _unresolved(table, field, tokens[bad], owners[bad].token)
+        raise _unresolved(table, field, tokens[bad], owners[bad])
     return resolved
 
 
@@ -142,10 +142,66 @@ class ResolvedAnnotations:
                                else value)
 
 
+@dataclass(frozen=True)
+class _AnnotationColumns:
+    """sample_annotation records as columns (what `resolve_annotations` reads of them)."""
+
+    token: List[str]
+    sample_token: List[str]
+    instance_token: List[str]
+    prev: List[str]
+    next: List[str]
+    translation: np.ndarray
+    size: np.ndarray
+    rotation: np.ndarray
+    num_lidar_pts: np.ndarray
+    num_radar_pts: np.ndarray
+    first_attribute_token: Optional[List[str]]
+    """'' where a record has no attribute; None unless read (`details`)."""
+    visibility_token: Optional[List[str]]
+
+    @classmethod
+    def of(cls, records: list) -> "_AnnotationColumns":
+        count = len(records)
+        return cls(
+            token=[a.token for a in records], sample_token=[a.sample_token for a in records],
+            instance_token=[a.instance_token for a in records], prev=[a.prev for a in records],
+            next=[a.next for a in records], translation=stack([a.translation for a in records], 3),
+            size=stack([a.size for a in records], 3), rotation=stack([a.rotation for a in records], 4),
+            num_lidar_pts=np.fromiter((a.num_lidar_pts for a in records), dtype=np.int64, count=count),
+            num_radar_pts=np.fromiter((a.num_radar_pts for a in records), dtype=np.int64, count=count),
+            first_attribute_token=([a.attribute_tokens[0] if a.attribute_tokens else "" for a in records]
+                                   if _has_field(records, "attribute_tokens") else None),
+            visibility_token=(_shared([a.visibility_token for a in records])
+                              if _has_field(records, "visibility_token") else None))
+
+    @classmethod
+    def joined(cls, parts: List["_AnnotationColumns"]) -> "_AnnotationColumns":
+        """One table's columns from the columns of its batches, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        values = {}
+        for name in cls.__dataclass_fields__:
+            first = getattr(parts[0], name)
+            if first is None:
+                values[name] = None
+            elif isinstance(first, np.ndarray):
+                values[name] = np.concatenate([getattr(part, name) for part in parts])
+            else:
+                joined = [value for part in parts for value in getattr(part, name)]
+                values[name] = _shared(joined) if name == "visibility_token" else joined
+        return cls(**values)
+
+
 def resolve_annotations(records: list, sample_row: Dict[str, int], instances: list, categories: list,
                         attributes: list) -> ResolvedAnnotations:
     """sample_annotation `records` (at least `AnnotationFields`; with `Detailed*` ones also their
     attributes and visibility) with every token resolved; an unresolvable one is an error naming it."""
+    return _resolved(_AnnotationColumns.of(records), sample_row, instances, categories, attributes)
+
+
+def _resolved(columns: _AnnotationColumns, sample_row: Dict[str, int], instances: list, categories: list,
+              attributes: list) -> ResolvedAnnotations:
     category_name = {c.token: c.name for c in categories}
     instance_category = {}
     for instance in instances:
@@ -153,33 +209,33 @@ def resolve_annotations(records: list, sample_row: Dict[str, int], instances: li
         if name is None:
             raise _unresolved("instance", "category_token", instance.category_token, instance.token)
         instance_category[instance.token] = name
-    ann_row = _token_rows(records)
-    instance = _resolve(_token_rows(instances), [a.instance_token for a in records], records, "sample_annotation",
-                        "instance_token")
-    count = len(records)
+    owners = columns.token
+    ann_row = _token_rows(owners)
+    instance = _resolve(_token_rows(i.token for i in instances), columns.instance_token, owners,
+                        "sample_annotation", "instance_token")
     return ResolvedAnnotations(
-        sample=_resolve(sample_row, [a.sample_token for a in records], records, "sample_annotation", "sample_token"),
-        prev=_resolve(ann_row, [a.prev for a in records], records, "sample_annotation", "prev"),
-        next=_resolve(ann_row, [a.next for a in records], records, "sample_annotation", "next"),
+        sample=_resolve(sample_row, columns.sample_token, owners, "sample_annotation", "sample_token"),
+        prev=_resolve(ann_row, columns.prev, owners, "sample_annotation", "prev"),
+        next=_resolve(ann_row, columns.next, owners, "sample_annotation", "next"),
         instance=instance,
-        category=[instance_category[a.instance_token] for a in records],
-        translation=stack([a.translation for a in records], 3),
-        size=stack([a.size for a in records], 3),
-        rotation=stack([a.rotation for a in records], 4),
-        num_lidar_pts=np.fromiter((a.num_lidar_pts for a in records), dtype=np.int64, count=count),
-        num_radar_pts=np.fromiter((a.num_radar_pts for a in records), dtype=np.int64, count=count),
-        attribute=_first_attributes(records, attributes) if _has_field(records, "attribute_tokens") else None,
-        visibility=(_shared([a.visibility_token for a in records]) if _has_field(records, "visibility_token")
-                    else None))
+        category=[instance_category[token] for token in columns.instance_token],
+        translation=columns.translation, size=columns.size, rotation=columns.rotation,
+        num_lidar_pts=columns.num_lidar_pts, num_radar_pts=columns.num_radar_pts,
+        attribute=(None if columns.first_attribute_token is None
+                   else _attribute_names(columns.first_attribute_token, owners, attributes)),
+        visibility=columns.visibility_token)
 
 
 def read_resolved_annotations(version_dir: Path, details: bool = False) -> ResolvedAnnotations:
     """The sample_annotation table of `version_dir`, resolved against its sample, instance, category and
-    attribute tables (`details`: with attributes and visibility)."""
+    attribute tables (`details`: with attributes and visibility). A big file is decoded a batch at a time,
+    each batch kept only as columns."""
     fields = DetailedAnnotationFields if details else AnnotationFields
-    return resolve_annotations(read_records(version_dir, "sample_annotation", fields),
-                               _token_rows(read_table(version_dir, "sample")), read_table(version_dir, "instance"),
-                               read_table(version_dir, "category"), read_table(version_dir, "attribute"))
+    columns = _AnnotationColumns.joined([_AnnotationColumns.of(batch) for batch in
+                                         iter_record_batches(version_dir, "sample_annotation", fields)])
+    return _resolved(columns, _token_rows(s.token for s in read_table(version_dir, "sample")),
+                     read_table(version_dir, "instance"), read_table(version_dir, "category"),
+                     read_table(version_dir, "attribute"))
 
 
 def _annotations(resolved: ResolvedAnnotations, sample_time: np.ndarray, samples: int):
@@ -221,14 +277,14 @@ def _has_field(records: list, name: str) -> bool:
     return not records or name in type(records[0]).__struct_fields__
 
 
-def _first_attributes(records: list, attributes: list) -> List[str]:
-    """Name of each annotation's first attribute ('None' when it has none), as mmdet3d's converters take it."""
+def _attribute_names(first: List[str], owners: List[str], attributes: list) -> List[str]:
+    """Name of each annotation's first attribute (`first`: its token, '' for none: 'None'), as mmdet3d's
+    converters take it."""
     attribute_name = {a.token: a.name for a in attributes}
-    first = [a.attribute_tokens[0] if a.attribute_tokens else "" for a in records]
     names = [attribute_name.get(token, "None" if not token else None) for token in first]
     if None in names:
         bad = names.index(None)
-        raise _unresolved("sample_annotation", "attribute_tokens", first[bad], records[bad].token)
+        raise _unresolved("sample_annotation", "attribute_tokens", first[bad], owners[bad])
     return names
 
 
@@ -254,9 +310,10 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
     """Resolve and index `tables` for the channels of `config`; `camera_sweeps` also keeps the cameras'
     non-keyframe readings, linked by `prev` (SparseBEV's camera sweeps). `annotations`: the
     sample_annotation table resolved elsewhere (`read_resolved_annotations`; default: from `tables`)."""
-    sample_row = _token_rows(tables.sample)
-    scene_row = _token_rows(tables.scene)
-    sample_scene = _resolve(scene_row, [s.scene_token for s in tables.sample], tables.sample, "sample", "scene_token")
+    sample_tokens = [s.token for s in tables.sample]
+    sample_row = _token_rows(sample_tokens)
+    scene_row = _token_rows(s.token for s in tables.scene)
+    sample_scene = _resolve(scene_row, [s.scene_token for s in tables.sample], sample_tokens, "sample", "scene_token")
     sample_time = np.fromiter((s.timestamp for s in tables.sample), dtype=np.int64, count=len(tables.sample))
     frame_idx = _frame_indices(tables, sample_row)
 
@@ -274,10 +331,11 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
             kept_calibration.append(calibration)
 
     count = len(kept)
-    reading_row = _token_rows(kept)
-    reading_sample = _resolve(sample_row, [r.sample_token for r in kept], kept, "sample_data", "sample_token")
+    kept_tokens = [r.token for r in kept]
+    reading_row = _token_rows(kept_tokens)
+    reading_sample = _resolve(sample_row, [r.sample_token for r in kept], kept_tokens, "sample_data", "sample_token")
     linked = (roles[kept_calibration] == _LIDAR) | camera_sweeps
-    prev = _resolve(reading_row, [r.prev if link else "" for r, link in zip(kept, linked.tolist())], kept,
+    prev = _resolve(reading_row, [r.prev if link else "" for r, link in zip(kept, linked.tolist())], kept_tokens,
                     "sample_data", "prev")
 
     pose_of_token: Dict[str, int] = {}
@@ -294,7 +352,7 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
         raise _unresolved("sample_data", "ego_pose_token", token, owner)
 
     readings = Readings(
-        token=[r.token for r in kept],
+        token=kept_tokens,
         filename=[r.filename for r in kept],
         timestamp=np.fromiter((r.timestamp for r in kept), dtype=np.int64, count=count),
         width=np.fromiter((r.width for r in kept), dtype=np.int64, count=count) if _has_field(kept, "width") else None,
@@ -327,11 +385,11 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
         scenes=Scenes(token=[s.token for s in tables.scene], name=[s.name for s in tables.scene],
                       location=_scene_locations(tables)),
         keyframes=Keyframes(
-            token=[s.token for s in tables.sample],
+            token=sample_tokens,
             prev=[s.prev for s in tables.sample],
             next=[s.next for s in tables.sample],
-            prev_row=_resolve(sample_row, [s.prev for s in tables.sample], tables.sample, "sample", "prev"),
-            next_row=_resolve(sample_row, [s.next for s in tables.sample], tables.sample, "sample", "next"),
+            prev_row=_resolve(sample_row, [s.prev for s in tables.sample], sample_tokens, "sample", "prev"),
+            next_row=_resolve(sample_row, [s.next for s in tables.sample], sample_tokens, "sample", "next"),
             scene=sample_scene,
             timestamp=sample_time,
             frame_idx=frame_idx,

@@ -290,3 +290,30 @@ def test_a_worker_reading_annotations_and_can_bus_changes_no_byte(generated_mini
         assert result.exit_code == 0, result.output
         outputs[mode] = {p.relative_to(base / mode): p.read_bytes() for p in sorted((base / mode).rglob("*.pkl"))}
     assert len(outputs["alone"]) == 16 and outputs["worker"] == outputs["alone"]
+
+
+def test_annotations_resolved_batch_by_batch_equal_those_resolved_whole(generated_mini, monkeypatch):
+    """The worker decodes a big sample_annotation file in batches, each kept only as columns: the result
+    equals resolving all records at once, down to one str object per distinct visibility."""
+    import numpy as np
+
+    import occprep.tables
+    from occprep.scan import DetailedAnnotationFields, read_resolved_annotations, resolve_annotations
+    from occprep.tables import read_records, read_table
+
+    version_dir = generated_mini.root / "v1.0-mini"
+    whole = resolve_annotations(read_records(version_dir, "sample_annotation", DetailedAnnotationFields),
+                                {s.token: row for row, s in enumerate(read_table(version_dir, "sample"))},
+                                read_table(version_dir, "instance"), read_table(version_dir, "category"),
+                                read_table(version_dir, "attribute"))
+    monkeypatch.setattr(occprep.tables, "SPLIT_DECODE_BYTES", 0)
+    monkeypatch.setattr(occprep.tables, "DECODE_BATCH", 997)
+    batched = read_resolved_annotations(version_dir, details=True)
+    assert len(batched.sample) == len(whole.sample) > 997 * 3
+    for name in whole.__dataclass_fields__:
+        expected, actual = getattr(whole, name), getattr(batched, name)
+        if isinstance(expected, np.ndarray):
+            np.testing.assert_array_equal(actual, expected, err_msg=name)
+        else:
+            assert actual == expected, name
+    assert len({id(v) for v in batched.visibility}) == len(set(batched.visibility))
