@@ -29,12 +29,6 @@ def follow(links: np.ndarray, start: np.ndarray, steps: int) -> np.ndarray:
     return rows
 
 
-def box_sample_times(scan: Scan) -> np.ndarray:
-    """(A,) int64: the timestamp (µs) of the sample of every box."""
-    keyframes = scan.keyframes
-    return np.repeat(keyframes.timestamp, np.diff(keyframes.annotations))
-
-
 def agent_futures(scan: Scan, seconds: float) -> Tuple[np.ndarray, np.ndarray]:
     """Every box's future positions as nuScenes-devkit `PredictHelper.get_future_for_agent(instance, sample,
     seconds, in_agent_frame=True)` gives them: the instance's next annotations while less than `seconds`
@@ -43,22 +37,20 @@ def agent_futures(scan: Scan, seconds: float) -> Tuple[np.ndarray, np.ndarray]:
     n = int(2 * seconds)."""
     steps = int(2 * seconds)
     boxes = scan.annotations
-    count = len(boxes.next)
-    times = box_sample_times(scan)
+    times = scan.keyframes.timestamp[scan.keyframes.of_boxes()]
     horizon = seconds + PREDICTION_BUFFER
     yaw = heading(boxes.rotation)
     angle = np.pi / 2 + np.sign(-yaw) * np.abs(yaw)
     cos, sin = np.cos(angle), np.sin(angle)
-    positions = np.zeros((count, steps, 2))
-    valid = np.zeros((count, steps), dtype=bool)
-    current = np.arange(count)
-    going = np.ones(count, dtype=bool)
+    chain = follow(boxes.next, np.arange(len(times)), steps)
+    positions = np.zeros((len(times), steps, 2))
+    valid = np.zeros((len(times), steps), dtype=bool)
+    going = np.ones(len(times), dtype=bool)
     for k in range(steps):
         # The devkit keeps an annotation less than the horizon after the start and stops after the
         # first one beyond it (times only grow along a track).
-        current = np.where(going, boxes.next[current], -1)
-        going = current >= 0
-        later = np.maximum(current, 0)
+        later = np.maximum(chain[:, k], 0)
+        going &= chain[:, k] >= 0
         elapsed = np.abs(times[later] - times) / MICROSECONDS_PER_SECOND
         valid[:, k] = going & (elapsed < horizon)
         dx = boxes.translation[later, 0] - boxes.translation[:, 0]
@@ -66,5 +58,4 @@ def agent_futures(scan: Scan, seconds: float) -> Tuple[np.ndarray, np.ndarray]:
         positions[:, k, 0] = np.where(valid[:, k], cos * dx - sin * dy, 0.0)
         positions[:, k, 1] = np.where(valid[:, k], sin * dx + cos * dy, 0.0)
         going &= elapsed <= horizon
-        current = np.where(going, current, 0)
     return positions, valid

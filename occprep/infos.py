@@ -42,6 +42,9 @@ NEUTRAL_KEYS = ("lidar_path", "token", "prev", "next", "can_bus", "frame_idx", "
                 "ego2global_rotation", "timestamp", *GT_KEYS)
 """The keys of a neutral info (see `InfoParts.neutral`), in order. A neutral info may also carry a
 target's extra keys (`Target.extras`: BEVDet's `ann_infos`, mmdet3d-v2's `cam_instances`)."""
+SAMPLE_KEYS = tuple(key for key in NEUTRAL_KEYS if key not in GT_KEYS and key != "scene_name")
+"""The sample keys of BEVFormer's own converter (without OccNet's `scene_name`), in order, which
+UniAD's and VAD's converters copy."""
 
 
 class InfoParts:

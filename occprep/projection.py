@@ -105,7 +105,7 @@ def camera_boxes(scan: Scan) -> CameraBoxes:
     key_calibration = readings.calibration[keyframes.cameras]
     planes = _frustum_planes(intrinsics[key_calibration], readings.width[keyframes.cameras],
                              readings.height[keyframes.cameras])
-    owner = np.repeat(np.arange(len(keyframes.token)), np.diff(keyframes.annotations))
+    owner = keyframes.of_boxes()
     pair_box = np.repeat(np.arange(len(owner)), cameras)
     pair_camera = np.tile(np.arange(cameras), len(owner))
     columns = {name: [] for name in FIELDS}

@@ -136,6 +136,10 @@ class Keyframes:
     annotations: np.ndarray
     """(S + 1,) int64 offsets: the sample's boxes are rows offsets[s]:offsets[s+1] of `Scan.annotations`."""
 
+    def of_boxes(self) -> np.ndarray:
+        """(A,) int64: the keyframe row of every box of `Scan.annotations`."""
+        return np.repeat(np.arange(len(self.annotations) - 1), np.diff(self.annotations))
+
 
 @dataclass(frozen=True)
 class Annotations:

@@ -8,6 +8,7 @@ kept: every reading of the lidar channel (keyframes and sweeps) and the keyframe
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -188,8 +189,7 @@ class _AnnotationColumns:
             elif isinstance(first, np.ndarray):
                 values[name] = np.concatenate([getattr(part, name) for part in parts])
             else:
-                joined = [value for part in parts for value in getattr(part, name)]
-                values[name] = _shared(joined) if name == "visibility_token" else joined
+                values[name] = [value for part in parts for value in getattr(part, name)]
         return cls(**values)
 
 
@@ -265,10 +265,10 @@ def _annotations(resolved: ResolvedAnnotations, sample_time: np.ndarray, samples
 
 
 def _shared(values: List[str]) -> List[str]:
-    """`values` with one str object per distinct value: the decoded records' own strings (one per record)
-    would stay scattered over the memory the records held, which then cannot go back to the system."""
-    canonical: Dict[str, str] = {}
-    return [canonical.setdefault(value, value) for value in values]
+    """`values` as interned strings, one object per distinct value (across batches too): the decoded records'
+    own strings (one per record) would stay scattered over the memory the records held, which then cannot
+    go back to the system."""
+    return [sys.intern(value) for value in values]
 
 
 def _has_field(records: list, name: str) -> bool:

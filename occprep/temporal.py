@@ -54,7 +54,7 @@ def temporal(scan: Scan, max_sweeps: int) -> Temporal:
     lidar_from_global = global_from_reading(scan, lidar).inverse()
     sweeps = sweep_rows(readings, lidar, max_sweeps)
 
-    owner = np.repeat(np.arange(len(lidar)), np.diff(keyframes.annotations))
+    owner = keyframes.of_boxes()
     pose, calibration = readings.ego_pose[lidar][owner], readings.calibration[lidar][owner]
     lidar_orientation = orientation_from_global(boxes.rotation, scan.ego_poses.rotation[pose],
                                                 scan.calibrations.rotation[calibration])

@@ -1,10 +1,11 @@
-"""What several test files share: running the CLI the way a user does."""
+"""What several test files share: running the CLI the way a user does, comparing loaded pickles."""
 
 import contextlib
 import os
 import sys
 from pathlib import Path
 
+import numpy as np
 from click.testing import CliRunner
 
 from occprep.cli import cli, main
@@ -39,3 +40,27 @@ def create_infos_in(base: Path, *args: str) -> None:
         result = CliRunner().invoke(cli, ["create-infos", "--version", "v1.0-mini", "--no-file-check", "--quiet",
                                           *map(str, args)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
+
+
+def assert_same(actual, expected, where: str, tolerance: float = 1e-12) -> None:
+    """Equal structure, keys, types and values (floats to `tolerance`, NaN equal to NaN; by default 1e-12: a
+    converted yaw may differ in the last bit)."""
+    if isinstance(expected, dict):
+        assert list(actual) == list(expected), where
+        for key in expected:
+            assert_same(actual[key], expected[key], f"{where}/{key}", tolerance)
+    elif isinstance(expected, (list, tuple)):
+        assert type(actual) is type(expected) and len(actual) == len(expected), where
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_same(a, e, f"{where}[{i}]", tolerance)
+    elif isinstance(expected, np.ndarray):
+        assert actual.dtype == expected.dtype and actual.shape == expected.shape, where
+        if expected.dtype.kind == "f":
+            np.testing.assert_allclose(actual, expected, atol=tolerance, rtol=0, err_msg=where)
+        else:
+            np.testing.assert_array_equal(actual, expected, err_msg=where)
+    elif isinstance(expected, float):
+        assert type(actual) is float and (actual == expected or abs(actual - expected) <= tolerance
+                                          or (actual != actual and expected != expected)), where
+    else:
+        assert type(actual) is type(expected) and actual == expected, where

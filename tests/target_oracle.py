@@ -14,6 +14,7 @@ from pyquaternion import Quaternion
 from shapely.geometry import MultiPoint, Polygon, box
 
 from devkit_oracle import DETECTION_NAMES, homogeneous, sensor_to_lidar
+from helpers import assert_same
 
 MMDET3D_CLASSES = ["car", "truck", "trailer", "bus", "construction_vehicle", "bicycle", "motorcycle", "pedestrian",
                    "traffic_cone", "barrier"]
@@ -327,7 +328,7 @@ def assert_uniad_info(nusc, helper, info: dict, bevformer: dict) -> None:
     annotated = "gt_boxes" in bevformer
     assert list(info) == (UNIAD_KEYS if annotated else UNIAD_KEYS[:14])
     for key in UNIAD_KEYS[:20] if annotated else UNIAD_KEYS[:14]:
-        assert_same_value(info[key], bevformer[key], key)
+        assert_same(info[key], bevformer[key], key, tolerance=0)
     if not annotated:
         return
     sample = nusc.get("sample", info["token"])
@@ -344,23 +345,6 @@ def assert_uniad_info(nusc, helper, info: dict, bevformer: dict) -> None:
         np.testing.assert_allclose(info["fut_traj"][n, :steps], future.reshape(-1, 2), atol=1e-9, rtol=0)
         assert not info["fut_traj"][n, steps:].any()
         assert info["fut_traj_valid_mask"][n, :steps].all() and not info["fut_traj_valid_mask"][n, steps:].any()
-
-
-def assert_same_value(actual, expected, key: str) -> None:
-    """Two info values equal (arrays elementwise, NaN equal to NaN; dicts and lists recursively)."""
-    if isinstance(expected, np.ndarray):
-        assert actual.dtype == expected.dtype, key
-        np.testing.assert_array_equal(actual, expected, err_msg=key)
-    elif isinstance(expected, dict):
-        assert list(actual) == list(expected), key
-        for name in expected:
-            assert_same_value(actual[name], expected[name], f"{key}/{name}")
-    elif isinstance(expected, list):
-        assert len(actual) == len(expected), key
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            assert_same_value(a, e, f"{key}[{i}]")
-    else:
-        assert actual == expected, key
 
 
 VAD_KEYS = ["lidar_path", "token", "prev", "next", "can_bus", "frame_idx", "sweeps", "cams", "scene_token",
@@ -518,7 +502,7 @@ def assert_vad_info(nusc, can_bus, info: dict, bevformer: dict, fixes=()) -> Non
     annotated = "gt_boxes" in bevformer
     assert list(info) == (VAD_KEYS if annotated else VAD_KEYS[:16])
     for key in VAD_KEYS[:14] + (VAD_KEYS[16:22] if annotated else []):
-        assert_same_value(info[key], bevformer[key], key)
+        assert_same(info[key], bevformer[key], key, tolerance=0)
     expected = vad_expected(nusc, can_bus, info, fixes)
     assert info["fut_valid_flag"] is expected["fut_valid_flag"] and info["map_location"] == expected["map_location"]
     for key in VAD_KEYS[22:] if annotated else []:

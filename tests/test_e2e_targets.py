@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import target_oracle
-from helpers import run_cli, working_directory
+from helpers import assert_same, run_cli, working_directory
 from occprep.cli import cli
 from occprep.inspection import inspect_pickle
 from occprep.pickles import load_pickle
@@ -189,9 +189,3 @@ def test_convert_reaches_uniad_and_vad_with_the_tables(made, tmp_path, monkeypat
                                monkeypatch, capsys)
         assert code == 0, err
         assert_same(load_pickle(tmp_path / f"{target}-back.pkl"), load_pickle(source), f"{target} -> bevformer")
-
-
-def assert_same(actual, expected, where: str) -> None:
-    from test_targets import assert_same as same
-
-    same(actual, expected, where)

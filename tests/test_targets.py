@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import devkit_oracle as oracle
 import target_oracle
-from helpers import run_cli, working_directory
+from helpers import assert_same, run_cli, working_directory
 from occprep import boxes
 from occprep.cli import cli
 from occprep.inspection import inspect_pickle
@@ -225,29 +225,6 @@ def test_convert_round_trips_equal_create_infos(made, tmp_path):
                 assert code.exit_code == 0, (source, target, code.output)
                 assert_same(load_pickle(out), load_pickle(explicit / FILES[target].format(split=split)),
                             f"{source} -> {target}")
-
-
-def assert_same(actual, expected, where: str) -> None:
-    """Equal structure, keys, types and values (floats to 1e-12: a converted yaw may differ in the last bit)."""
-    if isinstance(expected, dict):
-        assert list(actual) == list(expected), where
-        for key in expected:
-            assert_same(actual[key], expected[key], f"{where}/{key}")
-    elif isinstance(expected, (list, tuple)):
-        assert type(actual) is type(expected) and len(actual) == len(expected), where
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            assert_same(a, e, f"{where}[{i}]")
-    elif isinstance(expected, np.ndarray):
-        assert actual.dtype == expected.dtype and actual.shape == expected.shape, where
-        if expected.dtype.kind == "f":
-            np.testing.assert_allclose(actual, expected, atol=1e-12, rtol=0, err_msg=where)
-        else:
-            np.testing.assert_array_equal(actual, expected, err_msg=where)
-    elif isinstance(expected, float):
-        assert type(actual) is float and (actual == expected or abs(actual - expected) < 1e-12
-                                          or (actual != actual and expected != expected)), where
-    else:
-        assert type(actual) is type(expected) and actual == expected, where
 
 
 def test_convert_without_tables_names_what_is_missing(made, tmp_path, monkeypatch, capsys):

@@ -81,6 +81,21 @@ class Build:
 
 Extra = Callable[[InfoParts, int, BuildOptions], object]
 """A neutral key computed from the tables for keyframe row s."""
+def box_column(columns: Callable[[InfoParts, BuildOptions], object], name: str) -> Extra:
+    """An extra that is keyframe s's rows (a view) of the per-box array `name` of `columns(parts, options)`,
+    an object of arrays over all boxes of the `InfoParts` (memoised there: computed once)."""
+    def extra(parts: InfoParts, s: int, options: BuildOptions) -> object:
+        return getattr(columns(parts, options), name)[parts.box_rows(s)]
+    return extra
+
+
+def keyframe_column(columns: Callable[[InfoParts, BuildOptions], object], name: str) -> Extra:
+    """An extra that is row s of the per-keyframe array `name` of `columns(parts, options)` (see `box_column`)."""
+    def extra(parts: InfoParts, s: int, options: BuildOptions) -> object:
+        return getattr(columns(parts, options), name)[s]
+    return extra
+
+
 Gaps = Callable[[InfoParts, Sequence[int], bool, BuildOptions], Dict[str, str]]
 """Scene name -> which of a target's values are stand-ins there and why, for the scenes of keyframe rows
 of a split with (True) or without annotations."""
@@ -189,14 +204,17 @@ def legacy_pickle(infos: List[dict], build: Build) -> dict:
     return {"infos": infos, "metadata": {"version": build.version}}
 
 
-def select_needed(name: str) -> Callable[[List[dict], Build, BuildOptions], dict]:
-    """The `assemble` of a legacy-structure target whose infos are just the neutral keys it needs, in
-    `needs` order: `{'infos': [...], 'metadata': {'version': ...}}` (`name`: the target's)."""
+def key_selecting_target(name: str, file_pattern: str, readers: str, keys: Tuple[str, ...], **fields) -> Target:
+    """A target of the legacy structure and boxes whose infos are just the neutral `keys` a split has (gt_*
+    keys and annotated extras only with annotations), in that order, under `{'infos': [...], 'metadata':
+    {'version': ...}}`; `fields`: its other `Target` fields (extras, ...)."""
     def assemble(neutral: List[dict], build: Build, options: BuildOptions) -> dict:
-        keys = targets()[name].required(build.annotations)
-        return legacy_pickle([{key: info[key] for key in keys} for info in neutral], build)
+        needed = target.required(build.annotations)
+        return legacy_pickle([{key: info[key] for key in needed} for info in neutral], build)
 
-    return assemble
+    target = Target(name=name, file_pattern=file_pattern, readers=readers, box_convention="legacy", needs=keys,
+                    writes=keys, assemble=assemble, neutral=legacy_infos, **fields)
+    return target
 
 
 def legacy_infos(data: object) -> List[dict]:

@@ -34,7 +34,7 @@ def ego_boxes(parts: InfoParts) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     (A,) label ids (-1: not a BEVDet class) and (A,) whether the box is kept."""
     scan, config = parts.scan, parts.config
     keyframes, annotations = scan.keyframes, scan.annotations
-    owner = np.repeat(np.arange(len(keyframes.token)), np.diff(keyframes.annotations))
+    owner = keyframes.of_boxes()
     if FRONT not in config.camera_channels:
         raise OccprepError(f"--target bevdet: its boxes are in the ego frame at {FRONT}'s time, and dataset config "
                            f"{config.name!r} has no {FRONT} camera (cameras: {', '.join(config.camera_channels)})")

@@ -6,16 +6,8 @@ OccNet, the Occ3D baselines and their forks. Legacy box convention.
 from __future__ import annotations
 
 from occprep.infos import NEUTRAL_KEYS
-from occprep.targets import Target, legacy_infos, select_needed
+from occprep.targets import key_selecting_target
 
 
-TARGET = Target(
-    name="bevformer",
-    file_pattern="{tag}_infos_temporal_{split}.pkl",
-    readers="BEVFormer, OccNet, the Occ3D challenge baseline, SurroundOcc",
-    box_convention="legacy",
-    needs=NEUTRAL_KEYS,
-    writes=NEUTRAL_KEYS,
-    assemble=select_needed("bevformer"),
-    neutral=legacy_infos,
-)
+TARGET = key_selecting_target("bevformer", "{tag}_infos_temporal_{split}.pkl",
+                              "BEVFormer, OccNet, the Occ3D challenge baseline, SurroundOcc", NEUTRAL_KEYS)

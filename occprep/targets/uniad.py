@@ -23,12 +23,12 @@ import numpy as np
 
 from occprep.errors import OccprepError
 from occprep.futures import agent_futures
-from occprep.infos import GT_KEYS, InfoParts
-from occprep.targets import BuildOptions, Target, legacy_infos, select_needed, vad
+from occprep.infos import GT_KEYS, SAMPLE_KEYS, InfoParts
+from occprep.targets import BuildOptions, box_column, key_selecting_target
 
 FUTURE_SECONDS = 8
 UNIAD_KEYS = ("gt_inds", "gt_ins_tokens", "fut_traj", "fut_traj_valid_mask", "visibility_tokens")
-KEYS = (*vad.BASE_KEYS, *GT_KEYS, *UNIAD_KEYS)
+KEYS = (*SAMPLE_KEYS, *GT_KEYS, *UNIAD_KEYS)
 
 
 class _Tracks:
@@ -52,11 +52,8 @@ def _visibility_levels(tokens: List[str]) -> np.ndarray:
     return np.array([int(token) for token in tokens], dtype=np.int64)
 
 
-def _box_key(key: str):
-    def extra(parts: InfoParts, s: int, options: BuildOptions) -> np.ndarray:
-        tracks = parts.memo("uniad tracks", lambda: _Tracks(parts))
-        return getattr(tracks, key)[parts.box_rows(s)]
-    return extra
+def _tracks(parts: InfoParts, options: BuildOptions) -> _Tracks:
+    return parts.memo("uniad tracks", lambda: _Tracks(parts))
 
 
 def gt_ins_tokens(parts: InfoParts, s: int, options: BuildOptions) -> np.ndarray:
@@ -65,16 +62,10 @@ def gt_ins_tokens(parts: InfoParts, s: int, options: BuildOptions) -> np.ndarray
     return np.array([parts.scan.instance_tokens[i] for i in instances], dtype=str)
 
 
-TARGET = Target(
-    name="uniad",
-    file_pattern="{tag}_infos_temporal_{split}.pkl",
-    readers="UniAD (v1 pickles; its v2.0 docs point at them too) and the planners on its converter",
-    box_convention="legacy",
-    needs=KEYS,
-    writes=KEYS,
-    assemble=select_needed("uniad"),
-    neutral=legacy_infos,
-    extras={key: gt_ins_tokens if key == "gt_ins_tokens" else _box_key(key) for key in UNIAD_KEYS},
+TARGET = key_selecting_target(
+    "uniad", "{tag}_infos_temporal_{split}.pkl",
+    "UniAD (v1 pickles; its v2.0 docs point at them too) and the planners on its converter", KEYS,
+    extras={key: gt_ins_tokens if key == "gt_ins_tokens" else box_column(_tracks, key) for key in UNIAD_KEYS},
     details=True,
     own_folder=True,
 )

@@ -38,8 +38,8 @@ from occprep import boxes
 from occprep.canbus import nearest_message
 from occprep.futures import follow
 from occprep.geometry import quaternion_product
-from occprep.infos import GT_KEYS, InfoParts
-from occprep.targets import BuildOptions, Target, legacy_infos, select_needed
+from occprep.infos import GT_KEYS, SAMPLE_KEYS, InfoParts
+from occprep.targets import BuildOptions, box_column, key_selecting_target, keyframe_column
 from occprep.temporal import orientation_from_global
 
 FIXES = {
@@ -59,10 +59,7 @@ STEP_SECONDS = 0.5
 SCENE_KEYS = ("fut_valid_flag", "map_location")
 AGENT_KEYS = ("gt_agent_fut_trajs", "gt_agent_fut_masks", "gt_agent_lcf_feat", "gt_agent_fut_yaw", "gt_agent_fut_goal")
 EGO_KEYS = ("gt_ego_his_trajs", "gt_ego_fut_trajs", "gt_ego_fut_masks", "gt_ego_fut_cmd", "gt_ego_lcf_feat")
-BASE_KEYS = ("lidar_path", "token", "prev", "next", "can_bus", "frame_idx", "sweeps", "cams", "scene_token",
-             "lidar2ego_translation", "lidar2ego_rotation", "ego2global_translation", "ego2global_rotation",
-             "timestamp")
-KEYS = (*BASE_KEYS, *SCENE_KEYS, *GT_KEYS, *AGENT_KEYS, *EGO_KEYS)
+KEYS = (*SAMPLE_KEYS, *SCENE_KEYS, *GT_KEYS, *AGENT_KEYS, *EGO_KEYS)
 
 
 def rpy_yaw(x: np.ndarray, y: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -82,7 +79,7 @@ class _Agents:
         scan, temporal = parts.scan, parts.temporal
         annotations = scan.annotations
         count = len(annotations.category)
-        owner = np.repeat(np.arange(len(scan.keyframes.token)), np.diff(scan.keyframes.annotations))
+        owner = scan.keyframes.of_boxes()
         lidar = scan.keyframes.lidar
         rotation_from_global = orientation_from_global(np.array([1.0, 0.0, 0.0, 0.0]),
                                                        scan.ego_poses.rotation[scan.readings.ego_pose[lidar]],
@@ -93,14 +90,13 @@ class _Agents:
             orientation = quaternion_product(rotation_from_global[owner], annotations.rotation[rows])
             return rpy_yaw(*orientation[:, [1, 2, 3, 0]].T)
 
+        chain = follow(annotations.next, np.arange(count), FUTURE_STEPS)
+        valid = chain >= 0
         steps = np.zeros((count, FUTURE_STEPS, 2))
         fut_yaw = np.zeros((count, FUTURE_STEPS))
-        valid = np.zeros((count, FUTURE_STEPS), dtype=bool)
-        current, centre, yaw = np.arange(count), temporal.box_centre[:, :2], yaw_in_lidar(np.arange(count))
+        centre, yaw = temporal.box_centre[:, :2], yaw_in_lidar(np.arange(count))
         for k in range(FUTURE_STEPS):
-            current = np.where(current >= 0, annotations.next[np.maximum(current, 0)], -1)
-            valid[:, k] = current >= 0
-            later = np.maximum(current, 0)
+            later = np.maximum(chain[:, k], 0)
             next_centre, next_yaw = lidar_from_global.apply(annotations.translation[later])[:, :2], yaw_in_lidar(later)
             steps[:, k] = np.where(valid[:, k, None], next_centre - centre, 0.0)
             change = next_yaw - yaw
@@ -138,32 +134,32 @@ class _Ego:
         keyframes = scan.keyframes
         count = len(keyframes.token)
         lidar_position = temporal.lidar_from_global.inverse().translation
-        self.fut_valid = follow(keyframes.next_row, np.arange(count), FUTURE_STEPS)[:, -1] >= 0
+        rows = np.arange(count)
+        earlier = np.column_stack([rows, follow(keyframes.prev_row, rows, PAST_STEPS)])
+        later = np.column_stack([rows, follow(keyframes.next_row, rows, FUTURE_STEPS)])
+        self.fut_valid = later[:, -1] >= 0
 
+        # Past positions, oldest first; before the scene's first sample, step back by the last known step.
         past = np.zeros((count, PAST_STEPS + 1, 3))
         past_step = np.zeros((count, PAST_STEPS + 1, 3))
-        current = np.arange(count)
-        for i in range(PAST_STEPS, -1, -1):
-            alive = current >= 0
-            here = np.maximum(current, 0)
+        for back in range(PAST_STEPS + 1):
+            i, here = PAST_STEPS - back, np.maximum(earlier[:, back], 0)
             following = keyframes.next_row[here]
             step = np.where((following >= 0)[:, None], lidar_position[np.maximum(following, 0)] - lidar_position[here],
                             0.0)
-            if i < PAST_STEPS:
-                past[:, i] = np.where(alive[:, None], lidar_position[here], past[:, i + 1] - past_step[:, i + 1])
-                past_step[:, i] = np.where(alive[:, None], step, past_step[:, i + 1])
-            else:
+            if back == 0:
                 past[:, i], past_step[:, i] = lidar_position[here], step
-            current = np.where(alive, keyframes.prev_row[here], -1)
+            else:
+                alive = (earlier[:, back] >= 0)[:, None]
+                past[:, i] = np.where(alive, lidar_position[here], past[:, i + 1] - past_step[:, i + 1])
+                past_step[:, i] = np.where(alive, step, past_step[:, i + 1])
 
+        # Future positions; after the scene's last sample, its position repeated.
+        masks = later >= 0
         future = np.zeros((count, FUTURE_STEPS + 1, 3))
-        masks = np.zeros((count, FUTURE_STEPS + 1))
-        current = np.arange(count)
-        for i in range(FUTURE_STEPS + 1):
-            alive = current >= 0
-            future[:, i] = np.where(alive[:, None], lidar_position[np.maximum(current, 0)], future[:, i - 1])
-            masks[:, i] = alive
-            current = np.where(alive, keyframes.next_row[np.maximum(current, 0)], -1)
+        future[:, 0] = lidar_position
+        for i in range(1, FUTURE_STEPS + 1):
+            future[:, i] = np.where(masks[:, i, None], lidar_position[np.maximum(later[:, i], 0)], future[:, i - 1])
 
         lidar_from_global = temporal.lidar_from_global[:, None]
         past, future = lidar_from_global.apply(past), lidar_from_global.apply(future)
@@ -232,18 +228,6 @@ def _ego(parts: InfoParts, options: BuildOptions) -> _Ego:
     return parts.memo(f"vad ego {sorted(fixes)}", lambda: _Ego(parts, fixes))
 
 
-def _agent_key(key: str):
-    def extra(parts: InfoParts, s: int, options: BuildOptions) -> np.ndarray:
-        return getattr(_agents(parts, options), key)[parts.box_rows(s)]
-    return extra
-
-
-def _ego_key(key: str):
-    def extra(parts: InfoParts, s: int, options: BuildOptions) -> np.ndarray:
-        return getattr(_ego(parts, options), key)[s]
-    return extra
-
-
 def fut_valid_flag(parts: InfoParts, s: int, options: BuildOptions) -> bool:
     """Whether keyframe `s` has 6 later samples in its scene."""
     return bool(_ego(parts, options).fut_valid[s])
@@ -266,27 +250,20 @@ def gaps(parts: InfoParts, rows: Sequence[int], annotations: bool, options: Buil
 EXTRAS = {
     "fut_valid_flag": fut_valid_flag,
     "map_location": map_location,
-    "gt_agent_fut_trajs": _agent_key("fut_trajs"),
-    "gt_agent_fut_masks": _agent_key("fut_masks"),
-    "gt_agent_lcf_feat": _agent_key("lcf_feat"),
-    "gt_agent_fut_yaw": _agent_key("fut_yaw"),
-    "gt_agent_fut_goal": _agent_key("fut_goal"),
-    "gt_ego_his_trajs": _ego_key("his_trajs"),
-    "gt_ego_fut_trajs": _ego_key("fut_trajs"),
-    "gt_ego_fut_masks": _ego_key("fut_masks"),
-    "gt_ego_fut_cmd": _ego_key("command"),
-    "gt_ego_lcf_feat": _ego_key("lcf_feat"),
+    "gt_agent_fut_trajs": box_column(_agents, "fut_trajs"),
+    "gt_agent_fut_masks": box_column(_agents, "fut_masks"),
+    "gt_agent_lcf_feat": box_column(_agents, "lcf_feat"),
+    "gt_agent_fut_yaw": box_column(_agents, "fut_yaw"),
+    "gt_agent_fut_goal": box_column(_agents, "fut_goal"),
+    "gt_ego_his_trajs": keyframe_column(_ego, "his_trajs"),
+    "gt_ego_fut_trajs": keyframe_column(_ego, "fut_trajs"),
+    "gt_ego_fut_masks": keyframe_column(_ego, "fut_masks"),
+    "gt_ego_fut_cmd": keyframe_column(_ego, "command"),
+    "gt_ego_lcf_feat": keyframe_column(_ego, "lcf_feat"),
 }
 
-TARGET = Target(
-    name="vad",
-    file_pattern="vad_{tag}_infos_temporal_{split}.pkl",
-    readers="VAD and the planners on its converter (GenAD, LAW, SSR, ...)",
-    box_convention="legacy",
-    needs=KEYS,
-    writes=KEYS,
-    assemble=select_needed("vad"),
-    neutral=legacy_infos,
+TARGET = key_selecting_target(
+    "vad", "vad_{tag}_infos_temporal_{split}.pkl", "VAD and the planners on its converter (GenAD, LAW, SSR, ...)", KEYS,
     extras=EXTRAS,
     unannotated_extras=SCENE_KEYS,
     steering=True,
