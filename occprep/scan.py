@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -306,10 +306,11 @@ def _box_velocity(translation: np.ndarray, time_s: np.ndarray, prev: np.ndarray,
 
 
 def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
-         annotations: Optional[ResolvedAnnotations] = None) -> Scan:
+         annotations: Optional[Callable[[], ResolvedAnnotations]] = None) -> Scan:
     """Resolve and index `tables` for the channels of `config`; `camera_sweeps` also keeps the cameras'
-    non-keyframe readings, linked by `prev` (SparseBEV's camera sweeps). `annotations`: the
-    sample_annotation table resolved elsewhere (`read_resolved_annotations`; default: from `tables`)."""
+    non-keyframe readings, linked by `prev` (SparseBEV's camera sweeps). `annotations`: gives the
+    sample_annotation table resolved elsewhere (`read_resolved_annotations`; default: from `tables`); it is
+    called once the other tables are scanned, so a worker still reading it overlaps that work."""
     sample_tokens = [s.token for s in tables.sample]
     sample_row = _token_rows(sample_tokens)
     scene_row = _token_rows(s.token for s in tables.scene)
@@ -377,10 +378,10 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
                            f"({len(missing)} such sample/channel pairs); every sample needs the lidar and "
                            f"the {len(config.camera_channels)} cameras of config {config.name!r}")
 
-    if annotations is None:
-        annotations = resolve_annotations(tables.sample_annotation, sample_row, tables.instance, tables.category,
-                                          tables.attribute)
-    annotations, offsets = _annotations(annotations, 1e-6 * sample_time, len(tables.sample))
+    resolved = (annotations() if annotations is not None else
+                resolve_annotations(tables.sample_annotation, sample_row, tables.instance, tables.category,
+                                    tables.attribute))
+    annotations, offsets = _annotations(resolved, 1e-6 * sample_time, len(tables.sample))
     return Scan(
         scenes=Scenes(token=[s.token for s in tables.scene], name=[s.name for s in tables.scene],
                       location=_scene_locations(tables)),

@@ -6,6 +6,7 @@ starts them from a script needs the usual `if __name__ == "__main__":` guard.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -21,5 +22,6 @@ def cores() -> int:
 
 
 def spawn_pool(processes: int) -> ProcessPoolExecutor:
-    """A pool of `processes` spawned workers (use it as a context manager)."""
-    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+    """A pool of `processes` spawned workers (use it as a context manager). Their cyclic garbage collector
+    is off: they decode millions of acyclic records, and its passes over them cost a third of the time."""
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=gc.disable)
