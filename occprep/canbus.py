@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Iterable, List, Tuple
+from typing import Iterable, List, Mapping, Tuple
 
 import msgspec
 import numpy as np
 
 from occprep.config import DatasetConfig
 from occprep.errors import OccprepError
-from occprep.fileio import read_json
+from occprep.fileio import decode_json, read_json
 from occprep.records import CanBus, CanBusPoses, CanBusSteering, stack
 from occprep.reporting import Reporter
 
@@ -63,15 +63,37 @@ class _SteeringMessage(msgspec.Struct, gc=False):
     value: float
 
 
-def _read_messages(folder: Path, present: set, name: str, message: str, kind: type, blacklisted: bool):
+class _Folder:
+    """The can_bus/ folder of the CAN bus expansion."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.present = set(os.listdir(folder))
+
+    def decode(self, file_name: str, kind: type) -> list:
+        return read_json(self.folder / file_name, List[kind])
+
+
+class _Contents:
+    """CAN bus files held as bytes (a shard's `can_bus` rows), by file name; `where` names their source."""
+
+    def __init__(self, contents: Mapping[str, bytes], where: str) -> None:
+        self.contents, self.where = contents, where
+        self.present = set(contents)
+
+    def decode(self, file_name: str, kind: type) -> list:
+        return decode_json(self.contents[file_name], List[kind], f"{self.where}: can_bus/{file_name}")
+
+
+def _read_messages(source, name: str, message: str, kind: type, blacklisted: bool):
     """(messages, None) of `{name}_{message}.json`, or (None, why there are none)."""
     file_name = f"{name}_{message}.json"
     if blacklisted:
         return None, "no CAN bus data for this scene (dataset blacklist)"
-    if file_name not in present:
+    if file_name not in source.present:
         return None, f"no file can_bus/{file_name}"
     try:
-        messages = read_json(folder / file_name, List[kind])
+        messages = source.decode(file_name, kind)
     except OccprepError as exc:
         return None, f"unreadable: {exc}"
     return (messages, None) if messages else (None, f"can_bus/{file_name} has no messages")
@@ -85,20 +107,30 @@ def read_can_bus(canbus_root: Path, scene_names: Iterable[str], config: DatasetC
     if not folder.is_dir():
         raise OccprepError(f"{folder}: CAN bus folder not found; pass --canbus DIR where DIR contains can_bus/ "
                            "(the nuScenes CAN bus expansion)")
-    present = set(os.listdir(folder))
+    return _read_can_bus(_Folder(folder), scene_names, config, reporter, steering)
+
+
+def can_bus_of_contents(contents: Mapping[str, bytes], where: str, scene_names: Iterable[str],
+                        config: DatasetConfig, reporter: Reporter, steering: bool = False) -> CanBus:
+    """`read_can_bus` over CAN bus files given as bytes by file name (`<scene>_<kind>.json`); `where` (e.g. a
+    shard file) is named in the reasons a scene has none."""
+    return _read_can_bus(_Contents(contents, where), scene_names, config, reporter, steering)
+
+
+def _read_can_bus(source, scene_names: Iterable[str], config: DatasetConfig, reporter: Reporter,
+                  steering: bool) -> CanBus:
     blacklist = set(config.can_bus_blacklist)
     can_bus = CanBus(poses={}, missing={})
     with reporter.progress(sorted(set(scene_names)), desc="CAN bus", unit="scene") as names:
         for name in names:
             blacklisted = _scene_number(name) in blacklist
-            messages, why = _read_messages(folder, present, name, "pose", _PoseMessage, blacklisted)
+            messages, why = _read_messages(source, name, "pose", _PoseMessage, blacklisted)
             if messages is None:
                 can_bus.missing[name] = why
             else:
                 can_bus.poses[name] = poses_from_messages(messages)
             if steering:
-                messages, why = _read_messages(folder, present, name, "steeranglefeedback", _SteeringMessage,
-                                               blacklisted)
+                messages, why = _read_messages(source, name, "steeranglefeedback", _SteeringMessage, blacklisted)
                 if messages is None:
                     can_bus.steering_missing[name] = why
                 else:

@@ -11,12 +11,11 @@ target's pickles into a `Staging`, renamed into place only once every version su
 from __future__ import annotations
 
 import contextlib
-import gc
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -36,7 +35,7 @@ from occprep.splits import OFFICIAL_VERSIONS, SplitPlan, official_plan, plan_fro
 from occprep.tables import Tables, read_table
 from occprep.targets import Build, BuildOptions, Target, parse_targets
 from occprep.temporal import temporal
-from occprep.workers import PARALLEL_BYTES, cores, spawn_pool
+from occprep.workers import PARALLEL_BYTES, cores, gc_paused, spawn_pool
 
 ALL_VERSIONS = {"v1.0": ("v1.0-trainval", "v1.0-test")}
 """Umbrella versions: run each member whose folder exists (the reference's `--version v1.0`)."""
@@ -113,29 +112,18 @@ class VersionInfos:
         return target.assemble(neutral, build, options)
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while decoding or building millions of acyclic objects (its
-    passes over them would cost a third of the time)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _missing_file_scenes(scanned, root_path: str, version: str, reporter: Reporter) -> Dict[str, Tuple[int, str]]:
+def _missing_file_scenes(scanned, root_path: str, version: str, reporter: Reporter,
+                         none_allowed: bool = False) -> Dict[str, Tuple[int, str]]:
     """Scene name -> (number of missing keyframe files, the first one) for scenes missing any.
 
-    Raises OccprepError when not one keyframe file exists: the root holds no sensor files at all.
+    Raises OccprepError when not one keyframe file exists (unless `none_allowed`): the root holds no
+    sensor files at all.
     """
     keyframes, readings = scanned.keyframes, scanned.readings
     rows = np.concatenate([keyframes.lidar[:, None], keyframes.cameras], axis=1)
     filenames = [readings.filename[r] for r in rows.ravel().tolist()]
     missing = missing_files(Path(root_path), filenames, reporter).reshape(rows.shape)
-    if missing.size and missing.all():
+    if missing.size and missing.all() and not none_allowed:
         raise OccprepError(no_sensor_files(root_path, version, len(filenames), filenames[0]))
     found: Dict[str, Tuple[int, str]] = {}
     for s, c in np.argwhere(missing).tolist():
@@ -161,15 +149,17 @@ def build_infos(tables: Tables, can_bus: CanBus, config: DatasetConfig, root_pat
     `root_path` prefixes file names exactly as given (`lidar_path`, `data_path`) and is where the
     keyframe file check looks. `annotations=False` omits the gt_* keys (test sets).
     """
-    with _gc_paused():
+    with gc_paused():
         scanned = scan(tables, config)
     return infos_from_scan(scanned, can_bus, config, root_path, plan, version, options, reporter, annotations)
 
 
 def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_path: str, plan: SplitPlan,
                     version: str, options: CreateOptions = CreateOptions(), reporter: Optional[Reporter] = None,
-                    annotations: bool = True) -> VersionInfos:
-    """`build_infos` from already scanned tables (lets a caller free the tables first)."""
+                    annotations: bool = True, group: bool = False) -> VersionInfos:
+    """`build_infos` from already scanned tables (lets a caller free the tables first). `group`: `scanned`
+    holds one group of the version's scenes (`occprep.sharded`), so a split or a sensor folder without any
+    of its scenes here is no error (the caller judges all groups together)."""
     reporter = reporter or Reporter("create-infos", quiet=True)
     if options.can_bus_mode not in CAN_BUS_MODES:
         raise OccprepError(f"--can-bus-mode {options.can_bus_mode!r}: use one of {', '.join(CAN_BUS_MODES)}")
@@ -177,14 +167,14 @@ def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_
         raise OccprepError(f"--max-sweeps {options.max_sweeps}: must be 0 or more")
     build_options = options.build_options(root_path)
     max_sweeps = max(target.sweeps(build_options) for target in options.chosen_targets())
-    with _gc_paused():
+    with gc_paused():
         keyframes, scene_names = scanned.keyframes, scanned.scenes.name
         sample_scene_name = [scene_names[i] for i in keyframes.scene.tolist()]
 
         left_out: Dict[str, str] = {}
         if options.file_check:
             with reporter.stage("file_check"):
-                missing = _missing_file_scenes(scanned, root_path, version, reporter)
+                missing = _missing_file_scenes(scanned, root_path, version, reporter, none_allowed=group)
             for name, (count, first) in sorted(missing.items()):
                 reason = f"{count} keyframe file(s) missing under {root_path}, e.g. {first}"
                 if options.strict:
@@ -200,7 +190,7 @@ def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_
         for name in unlisted:
             if plan.fallback is None:
                 left_out.setdefault(name, f"in no split of {plan.source}")
-        empty = _empty_splits(plan, scene_names, scene_split, left_out, version)
+        empty = {} if group else empty_splits(plan, scene_names, scene_split, left_out, version)
         split_of_sample = [None if scene_names[i] in left_out else scene_split[i] for i in keyframes.scene.tolist()]
         splits = {split: [s for s, name in enumerate(split_of_sample) if name == split] for split in plan.outputs}
 
@@ -214,8 +204,8 @@ def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_
                         left_out=left_out, unlisted=unlisted, unlisted_split=plan.fallback, empty=empty)
 
 
-def _empty_splits(plan: SplitPlan, scene_names: List[str], scene_split: List[Optional[str]],
-                  left_out: Dict[str, str], version: str) -> Dict[str, str]:
+def empty_splits(plan: SplitPlan, scene_names: List[str], scene_split: List[Optional[str]],
+                 left_out: Dict[str, str], version: str) -> Dict[str, str]:
     """Split -> why it is empty, for the outputs of `plan` no scene of the tables belongs to.
 
     Raises OccprepError for a split whose scenes were all left out: an output that would hold no
@@ -275,7 +265,7 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
     out_dirs, shared = output_dirs(chosen, Path(out_dir), options.out_dir_given)
     steering = any(target.steering for target in chosen)
     results = []
-    with Staging() as staging, contextlib.ExitStack() as workers, _gc_paused():
+    with Staging() as staging, contextlib.ExitStack() as workers, gc_paused():
         worker: Optional[ProcessPoolExecutor] = None
         for concrete in versions:
             annotations = can_bus_job = None
@@ -318,8 +308,8 @@ def scan_version(version_dir: Path, config: DatasetConfig, config_name: str, rep
     with reporter.stage("read"):
         tables = read_scan_tables(version_dir, config, reporter, camera_sweeps, any(target.details for target in chosen),
                                   annotations=annotations is None)
-    check_config_names(config, tables, config_name)
-    with _gc_paused(), reporter.stage("scan"):
+    check_config_names(config, tables.sensor, tables.category, config_name)
+    with gc_paused(), reporter.stage("scan"):
         return scan(tables, config, camera_sweeps, annotations.result if annotations is not None else None)
 
 
@@ -337,9 +327,9 @@ def output_dirs(chosen: Sequence[Target], out_dir: Path, out_dir_given: bool = T
     return dirs, notes
 
 
-def check_config_names(config: DatasetConfig, tables: Tables, given: str) -> None:
-    """The channels and categories `config` names exist in `tables` (sensor.channel, category.name)."""
-    problems = config_problems(config, given, {s.channel for s in tables.sensor}, {c.name for c in tables.category})
+def check_config_names(config: DatasetConfig, sensors: list, categories: list, given: str) -> None:
+    """The channels and categories `config` names exist in the sensor and category records."""
+    problems = config_problems(config, given, {s.channel for s in sensors}, {c.name for c in categories})
     if problems:
         raise OccprepError(problems[0])
 
@@ -364,7 +354,7 @@ def write_outputs(result: VersionInfos, chosen: Sequence[Target], out_dirs: Dict
     total = len(chosen) * sum(len(rows) for rows in result.splits.values())
     layout = {target.name: target.layout(options, result.parts.root_path) for target in chosen}
     grouped = sorted(chosen, key=lambda target: list(layout.values()).index(layout[target.name]))
-    with _gc_paused(), reporter.progress(total=total, desc=f"infos {result.version}", unit="info") as progress:
+    with gc_paused(), reporter.progress(total=total, desc=f"infos {result.version}", unit="info") as progress:
         for split, rows in result.splits.items():
             shared: Dict[tuple, List[dict]] = {}
             for position, target in enumerate(grouped):

@@ -24,12 +24,17 @@ def read_json(path: Path, type: Type[T] = object) -> T:  # noqa: A002 - mirrors 
         raise OccprepError(f"{path}: file not found") from None
     except OSError as exc:
         raise OccprepError(f"{path}: cannot read ({exc.strerror})") from None
+    return decode_json(data, type, str(path))
+
+
+def decode_json(data: bytes, type: Type[T], where: str) -> T:  # noqa: A002 - mirrors msgspec
+    """Decode JSON `data` (the content of `where`, named in errors) into `type`."""
     try:
         return msgspec.json.decode(data, type=type)
     except msgspec.ValidationError as exc:
-        raise OccprepError(f"{path}: unexpected content: {exc}") from None
+        raise OccprepError(f"{where}: unexpected content: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise OccprepError(f"{path}: malformed JSON: {exc}") from None
+        raise OccprepError(f"{where}: malformed JSON: {exc}") from None
 
 
 class Staging:

@@ -119,12 +119,15 @@ class InfoReport(msgspec.Struct):
     """Share of car-like boxes whose first size is the larger (rc: ~1, legacy: ~0)."""
     warnings: List[str] = []
     """Disagreements between structure, name and measured conventions."""
+    parts: Optional[int] = None
+    """For a `--sharded-output` index: the pickles described together."""
 
 
 def inspect_pickle(path: Path, all_paths: bool = False, sample_size: int = 200,
                    consumer_list: Optional[Sequence[Consumer]] = None) -> InfoReport:
-    """Load `path` safely and describe it; `all_paths` checks every path instead of a sample."""
-    data = load_pickle(path)
+    """Load `path` safely and describe it; `all_paths` checks every path instead of a sample. `path` may be
+    a `--sharded-output` index: its parts are described together."""
+    data, file_name, parts = load_infos(path)
     generation, infos, version = unwrap_infos(path, data)
     own_keys = Counter(k for info in infos for k in info)
     if generation == V1X:
@@ -137,7 +140,7 @@ def inspect_pickle(path: Path, all_paths: bool = False, sample_size: int = 200,
     scene_counts = Counter(info["scene_token"] for info in infos if "scene_token" in info)
     per_scene = list(scene_counts.values())
     zero = [info for info in infos if not _has_can_bus(info)] if keys["can_bus"] else []
-    target = identify(data, Path(path).name)
+    target = identify(data, file_name)
     measured = boxes.of_infos(infos)
     return InfoReport(
         path=str(path), generation=generation, version=version, samples=len(infos),
@@ -155,10 +158,39 @@ def inspect_pickle(path: Path, all_paths: bool = False, sample_size: int = 200,
         paths=_path_roots(infos, None if all_paths else sample_size, path),
         paths_checked="all" if all_paths else f"sample of up to {sample_size} per key",
         target=target.name if target else None,
-        file_name_matches=_file_name_matches(target, Path(path).name),
+        file_name_matches=_file_name_matches(target, file_name),
         box_convention=boxes.measure(*measured), long_first_share=boxes.long_first_share(*measured),
-        warnings=_warnings(target, Path(path).name, boxes.measure(*measured), infos),
+        warnings=_warnings(target, file_name, boxes.measure(*measured), infos), parts=parts,
     )
+
+
+def load_infos(path: Path) -> Tuple[object, str, Optional[int]]:
+    """(the loaded info pickle, the file name it has or stands for, how many pickles it was joined from) of
+    an info pickle or of a `--sharded-output` index (`occprep.sharded.ShardedInfos`: its parts' infos
+    joined in index order, None parts for a plain pickle). Raises OccprepError for an index whose parts
+    are missing or hold other sample counts than it says."""
+    from occprep.sharded import SHARDED_INFOS, ShardedInfos
+
+    if Path(path).suffix != ".json":
+        return load_pickle(path), Path(path).name, None
+    index = read_json(path, ShardedInfos)
+    if index.format != SHARDED_INFOS:
+        raise OccprepError(f"{path}: not an index of sharded infos (format {index.format!r}, expected {SHARDED_INFOS})")
+    joined: Optional[dict] = None
+    for part in index.parts:
+        part_path = Path(path).parent / part.path
+        data = load_pickle(part_path)
+        generation, infos, _ = unwrap_infos(part_path, data)
+        if len(infos) != part.samples:
+            raise OccprepError(f"{part_path}: holds {len(infos):,} infos, its index {path} says {part.samples:,}; "
+                               "run create-infos --sharded-output again")
+        if joined is None:
+            joined = data
+        else:
+            joined["infos" if generation == LEGACY else "data_list"].extend(infos)
+    if joined is None:
+        raise OccprepError(f"{path}: the index names no parts; run create-infos --sharded-output again")
+    return joined, index.file_name, len(index.parts)
 
 
 def _file_name_matches(target: Optional[Target], file_name: str) -> bool:
@@ -303,7 +335,7 @@ def _better_base(paths: List[str], found: int, bases: Sequence[Path]) -> Tuple[O
 
 def render_report(report: InfoReport) -> List[str]:
     """The report as the lines `occprep inspect` prints."""
-    lines = [f"{report.path}",
+    lines = [f"{report.path}" + (f" (index of {report.parts} pickles)" if report.parts else ""),
              f"  format      {report.generation}",
              f"  target      {report.target or '(none)'}"
              + ("" if report.file_name_matches or report.target is None else " (not the file name it writes)"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -183,8 +183,9 @@ class Scan:
     ego_poses: Transforms
     """Ego -> global, one row per ego pose a reading uses."""
     annotations: Annotations
-    instance_tokens: List[str]
-    """Token of every instance record, in table order (`Annotations.instance` indexes it)."""
+    instance_tokens: Union[List[str], Dict[int, str]]
+    """Token of every instance record by its row, as `Annotations.instance` indexes it: a list in table order
+    (a dict of the rows a scene group holds, `occprep.sharded.ScanPart`)."""
     category_names: List[str]
     """Name of every category record, in table order."""
 
@@ -208,6 +209,13 @@ class Temporal:
     """(A,), rad: the nuScenes heading of each box in the LIDAR_TOP frame (see `occprep.boxes`)."""
     box_velocity: np.ndarray
     """(A, 2), m/s: the planar global velocity rotated into the LIDAR_TOP frame, x and y; NaN kept."""
+
+
+def native_dtype(array: np.ndarray) -> np.ndarray:
+    """`array` with numpy's own dtype object for its type. An unpickled array's dtype is a copy, and a pickle
+    written from it would name the dtype anew instead of referring back to the first array of that type:
+    other bytes for the same values."""
+    return array.view(np.dtype(array.dtype.str))
 
 
 def stack(rows: Sequence[Sequence[float]], width: int) -> np.ndarray:

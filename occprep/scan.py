@@ -17,7 +17,7 @@ import numpy as np
 
 from occprep.config import DatasetConfig
 from occprep.errors import OccprepError
-from occprep.records import Annotations, Keyframes, Readings, Scan, Scenes, Transforms, stack
+from occprep.records import Annotations, Keyframes, Readings, Scan, Scenes, Transforms, native_dtype, stack
 from occprep.reporting import Reporter
 from occprep.tables import (TABLE_TYPES, EgoPose, SampleAnnotation, SampleData, Tables, field_subset,
                             iter_record_batches, read_records, read_table)
@@ -57,7 +57,8 @@ def _resolve(index: Dict[str, int], tokens: List[str], owners: Sequence[str], ta
     return resolved
 
 
-def _transforms(records: Iterable) -> Transforms:
+def transforms(records: Iterable) -> Transforms:
+    """The transforms of calibrated_sensor or ego_pose records, with their own lists."""
     records = list(records)
     translations = [r.translation for r in records]
     rotations = [r.rotation for r in records]
@@ -135,12 +136,9 @@ class ResolvedAnnotations:
     """`visibility_token` of each record; None unless read (`details`)."""
 
     def __setstate__(self, state: dict) -> None:
-        """Unpickling (from a worker): arrays get numpy's own dtype objects again. An unpickled dtype is a
-        copy, and the pickles written from these arrays would name it anew instead of referring back to
-        the first array of that type: other bytes for the same values."""
+        """Unpickling (from a worker): arrays get numpy's own dtype objects again (`records.native_dtype`)."""
         for name, value in state.items():
-            object.__setattr__(self, name, value.view(np.dtype(value.dtype.str)) if isinstance(value, np.ndarray)
-                               else value)
+            object.__setattr__(self, name, native_dtype(value) if isinstance(value, np.ndarray) else value)
 
 
 @dataclass(frozen=True)
@@ -399,9 +397,9 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
             annotations=offsets,
         ),
         readings=readings,
-        calibrations=_transforms(tables.calibrated_sensor),
+        calibrations=transforms(tables.calibrated_sensor),
         intrinsics=[c.camera_intrinsic for c in tables.calibrated_sensor],
-        ego_poses=_transforms(pose_records),
+        ego_poses=transforms(pose_records),
         annotations=annotations,
         instance_tokens=[i.token for i in tables.instance],
         category_names=[c.name for c in tables.category],

@@ -64,3 +64,28 @@ def assert_same(actual, expected, where: str, tolerance: float = 1e-12) -> None:
                                           or (actual != actual and expected != expected)), where
     else:
         assert type(actual) is type(expected) and actual == expected, where
+
+
+class DiesOnce:
+    """A task function that kills its worker process the first time any process runs it (`marker`, a file
+    path, records that it did), and afterwards runs `function`: a worker killed mid-task."""
+
+    def __init__(self, function, marker: Path) -> None:
+        self.function, self.marker = function, str(marker)
+
+    def __call__(self, item):
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return self.function(item)
+        os._exit(1)
+
+
+class KillingEngine:
+    """An engine whose first task kills its worker (`DiesOnce`)."""
+
+    def __init__(self, engine, marker: Path) -> None:
+        self.engine, self.marker = engine, marker
+
+    def map(self, function, items, desc):
+        return self.engine.map(DiesOnce(function, self.marker), items, desc)

@@ -1,0 +1,124 @@
+"""Where map tasks run: this process, a pool of local processes, or a Dask cluster (`--engine`).
+
+An engine maps a module-level function over descriptors (small and picklable: paths and names, never
+data) and yields the results in input order. A task whose worker process dies is run again, up to
+`RETRIES` times; a task that raises fails the map with its error. Ray, or any other engine, is one more
+class with the same `map`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+from concurrent.futures import FIRST_EXCEPTION, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable, Dict, Iterator, Optional, Sequence, TypeVar
+
+from occprep.errors import OccprepError
+from occprep.reporting import Reporter
+from occprep.workers import cores, spawn_pool
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+ENGINES = ("local", "dask")
+RETRIES = 2
+"""How many times a task whose worker process died is run again."""
+
+
+class LocalEngine:
+    """Tasks in this process (`workers` 1) or in up to `workers` spawned processes of this machine."""
+
+    def __init__(self, workers: int, reporter: Reporter) -> None:
+        self.workers, self.reporter = workers, reporter
+
+    def map(self, function: Callable[[T], R], items: Sequence[T], desc: str) -> Iterator[R]:
+        with self.reporter.progress(total=len(items), desc=desc, unit="task") as progress:
+            if self.workers <= 1 or len(items) <= 1:
+                for item in items:
+                    yield function(item)
+                    progress.update()
+                return
+            results: Dict[int, R] = {}
+            for attempt in range(RETRIES + 1):
+                try:
+                    self._run(function, items, results, progress)
+                    break
+                except BrokenProcessPool:
+                    if attempt == RETRIES:
+                        raise OccprepError(f"{desc}: a worker process died {RETRIES + 1} times (out of memory?); "
+                                           "use fewer --workers") from None
+                    self.reporter.info(f"{desc}: a worker process died; running its unfinished tasks again")
+            for i in range(len(items)):
+                yield results.pop(i)
+
+    def _run(self, function: Callable[[T], R], items: Sequence[T], results: Dict[int, R], progress) -> None:
+        """Run the items without a result into `results` (raises BrokenProcessPool when a worker dies)."""
+        pending = [i for i in range(len(items)) if i not in results]
+        pool = spawn_pool(min(self.workers, len(pending)))
+        try:
+            futures = {pool.submit(function, items[i]): i for i in pending}
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    results[futures.pop(future)] = future.result()
+                    progress.update()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskEngine:
+    """Tasks on a Dask cluster: the one at `scheduler` (an address such as tcp://host:8786), a LocalCluster
+    of `workers` processes with a memory limit each (no address), or this process ('synchronous', for
+    debugging and tests). Needs `pip install 'occprep[dask]'`."""
+
+    def __init__(self, scheduler: Optional[str], workers: int, reporter: Reporter) -> None:
+        if importlib.util.find_spec("distributed") is None:
+            raise OccprepError("--engine dask needs the dask extra: pip install 'occprep[dask]'")
+        self.scheduler, self.workers, self.reporter = scheduler, workers, reporter
+
+    def map(self, function: Callable[[T], R], items: Sequence[T], desc: str) -> Iterator[R]:
+        import dask
+        from distributed import as_completed
+
+        with self.reporter.progress(total=len(items), desc=desc, unit="task") as progress:
+            if self.scheduler == "synchronous":
+                for item in items:
+                    yield dask.compute(dask.delayed(function, pure=False)(item), scheduler="synchronous")[0]
+                    progress.update()
+                return
+            with self._client() as client:
+                futures = client.map(function, items, pure=False, retries=RETRIES)
+                for future in as_completed(futures):
+                    if future.status == "error":
+                        future.result()
+                    progress.update()
+                results = client.gather(futures)
+            yield from results
+
+    @contextlib.contextmanager
+    def _client(self):
+        from distributed import Client, LocalCluster
+
+        if self.scheduler is not None:
+            try:
+                with Client(self.scheduler, timeout="20s") as client:
+                    yield client
+            except OSError as exc:
+                raise OccprepError(f"--scheduler {self.scheduler}: cannot reach the Dask scheduler ({exc}); "
+                                   "check the address, or drop --scheduler to start a local cluster") from None
+            return
+        with LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, memory_limit="auto",
+                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            yield client
+
+
+def make_engine(name: str, scheduler: Optional[str], workers: Optional[int], reporter: Reporter):
+    """The engine `--engine name` names (`workers`: default this machine's cores)."""
+    if name not in ENGINES:
+        raise OccprepError(f"--engine {name}: use one of {', '.join(ENGINES)}")
+    if scheduler is not None and name != "dask":
+        raise OccprepError("--scheduler needs --engine dask")
+    workers = workers or cores()
+    return DaskEngine(scheduler, workers, reporter) if name == "dask" else LocalEngine(workers, reporter)

@@ -1,0 +1,160 @@
+"""create-infos over shards (`occprep shard`, then `create-infos --shards --engine`): the gathered pickles
+equal create-infos' byte for byte, for every target, whatever engine runs the scene groups and whichever
+worker dies; `--sharded-output` holds the same infos; broken shards are one-line errors."""
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers import KillingEngine, assert_same, run_cli
+from occprep.create import CreateOptions, create_infos
+from occprep.engines import DaskEngine, LocalEngine
+from occprep.inspection import load_infos
+from occprep.pickles import load_pickle
+from occprep.reporting import Reporter
+from occprep.shards.files import ROUTED_TABLES, marker_path, part_path
+from occprep.shards.write import shard_version
+from occprep.sharded import create_infos_from_shards
+from occprep.targets import targets
+
+ALL = tuple(targets())
+QUIET = Reporter("test", quiet=True)
+
+
+def pickles(folder: Path) -> dict:
+    """Relative path -> bytes of every pickle under `folder`."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.pkl"))}
+
+
+def single(data, out: Path, version: str = "v1.0-mini") -> dict:
+    create_infos(str(data.root), out, "nuscenes", version, data.canbus,
+                 options=CreateOptions(targets=ALL, file_check=False))
+    return pickles(out)
+
+
+def gathered(data, shards: Path, out: Path, engine, version: str = "v1.0-mini") -> dict:
+    create_infos_from_shards(shards, str(data.root), out, "nuscenes", version, engine,
+                             options=CreateOptions(targets=ALL, file_check=False))
+    return pickles(out)
+
+
+@pytest.fixture(scope="module")
+def shuffled(generated_mini, tmp_path_factory):
+    """The generated mini with its routed tables' records in shuffled order (samples of different scenes
+    interleave, as nothing in the format forbids), sharded one scene per bucket: three scene groups."""
+    base = tmp_path_factory.mktemp("shuffled")
+    data = generated_mini.copy_to(base)
+    order = random.Random(1)
+    for name in ROUTED_TABLES:
+        path = data.root / data.version / f"{name}.json"
+        records = json.loads(path.read_text())
+        order.shuffle(records)
+        path.write_text(json.dumps(records))
+    shards = base / "shards"
+    shard_version(data.root, data.version, data.canbus, shards, scenes_per_bucket=1, reporter=QUIET)
+    return data, shards
+
+
+@pytest.fixture(scope="module")
+def single_out(shuffled, tmp_path_factory) -> Path:
+    """The folder of all targets' pickles of create-infos on the shuffled tables."""
+    out = tmp_path_factory.mktemp("single")
+    single(shuffled[0], out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def expected(single_out) -> dict:
+    return pickles(single_out)
+
+
+def test_real_scene_gathers_to_the_same_bytes(real_mini, tmp_path):
+    shard_version(real_mini.root, "v1.0-mini", real_mini.canbus, tmp_path / "shards", reporter=QUIET)
+    want = single(real_mini, tmp_path / "single")
+    assert len(want) == 16
+    assert gathered(real_mini, tmp_path / "shards", tmp_path / "gathered", LocalEngine(1, QUIET)) == want
+
+
+def test_scene_groups_in_local_processes(shuffled, expected, tmp_path):
+    assert len(expected) == 16
+    assert gathered(*shuffled, tmp_path / "out", LocalEngine(2, QUIET)) == expected
+
+
+def test_dask_synchronous_scheduler(shuffled, expected, tmp_path):
+    assert gathered(*shuffled, tmp_path / "out", DaskEngine("synchronous", 1, QUIET)) == expected
+
+
+def test_killed_local_worker_is_retried(shuffled, expected, tmp_path):
+    engine = KillingEngine(LocalEngine(2, QUIET), tmp_path / "died")
+    assert gathered(*shuffled, tmp_path / "out", engine) == expected
+    assert (tmp_path / "died").exists()
+
+
+def test_dask_local_cluster_with_a_killed_worker(shuffled, expected, tmp_path):
+    """Two worker processes on a LocalCluster; the first task kills its worker, Dask runs it again."""
+    engine = KillingEngine(DaskEngine(None, 2, QUIET), tmp_path / "died")
+    assert gathered(*shuffled, tmp_path / "out", engine) == expected
+    assert (tmp_path / "died").exists()
+
+
+def test_sharded_output_holds_the_same_infos(shuffled, single_out, tmp_path, monkeypatch, capsys):
+    data, shards = shuffled
+    code, _, err = run_cli(["create-infos", "--shards", shards, "--version", "v1.0-mini", "--root-path", data.root,
+                            "--out-dir", tmp_path, "--no-file-check", "--sharded-output", "--target", ",".join(ALL),
+                            "--quiet"], monkeypatch, capsys)
+    assert code == 0, err
+    for name in pickles(single_out):
+        index = tmp_path / Path(name).with_suffix(".index.json")
+        joined, file_name, parts = load_infos(index)
+        want = load_pickle(single_out / name)
+        key = "infos" if "infos" in want else "data_list"
+        assert file_name == Path(name).name and parts == len(json.loads(index.read_text())["parts"]) >= 1
+        assert_same(sorted(map(without_position, joined[key]), key=token_of),
+                    sorted(map(without_position, want[key]), key=token_of), name, tolerance=0)
+    code, out, _ = run_cli(["inspect", tmp_path / "nuscenes_infos_temporal_train.index.json"], monkeypatch, capsys)
+    assert code == 0 and "index of 2 pickles" in out and "target      bevformer" in out
+
+
+def token_of(info: dict) -> str:
+    return info["token"]
+
+
+def without_position(info: dict) -> dict:
+    """An info without mmdet3d 1.x's `sample_idx` (its position in its own file's data_list)."""
+    return {key: value for key, value in info.items() if key != "sample_idx"}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_broken_shard_is_a_one_line_error(shuffled, tmp_path, damage, monkeypatch, capsys):
+    data, shards = shuffled
+    copy = tmp_path / "shards"
+    shutil.copytree(shards, copy)
+    part = part_path(copy, "v1.0-mini", "sample_data", 1)
+    if damage == "missing":
+        part.unlink()
+    else:
+        part.write_bytes(part.read_bytes()[:100])
+    code, _, err = run_cli(["create-infos", "--shards", copy, "--version", "v1.0-mini", "--root-path", data.root,
+                            "--out-dir", tmp_path / "out", "--no-file-check", "--quiet"], monkeypatch, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err
+    assert str(part) in lines[0] and "scenes scene-" in lines[0] and "occprep shard" in lines[0]
+    assert not list(tmp_path.rglob("*.pkl"))
+
+
+def test_unfinished_shards_are_refused(shuffled, tmp_path, monkeypatch, capsys):
+    data, shards = shuffled
+    shutil.copytree(shards, tmp_path / "shards")
+    marker_path(tmp_path / "shards", "v1.0-mini").unlink()
+    code, _, err = run_cli(["create-infos", "--shards", tmp_path / "shards", "--version", "v1.0-mini",
+                            "--root-path", data.root, "--out-dir", tmp_path / "out", "--quiet"], monkeypatch, capsys)
+    assert code == 2 and "_complete.json" in err and "interrupted" in err
+
+
+def test_engine_flags_need_shards(monkeypatch, capsys):
+    code, _, err = run_cli(["create-infos", "--engine", "dask"], monkeypatch, capsys)
+    assert code == 2 and err.strip() == "error: --engine needs --shards (the map over scene groups runs on shards: " \
+                                        "occprep shard)"
