@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -429,6 +429,30 @@ _SensorKey = field_subset(SampleData, "calibrated_sensor_token is_key_frame")
 _TokenKey = field_subset(EgoPose, "token")
 
 
+@dataclass(frozen=True)
+class ReadingFilter:
+    """The sample_data records `scan` can use: the lidar's and the cameras' of a config (and any whose sensor
+    does not resolve, so `scan` can name it); a camera's only at keyframes unless `camera_sweeps`."""
+
+    other: FrozenSet[str]
+    """calibrated_sensor tokens of the channels the config does not use."""
+    camera: FrozenSet[str]
+    """calibrated_sensor tokens of its cameras."""
+    camera_sweeps: bool
+
+    @classmethod
+    def of(cls, calibrated_sensor: list, sensor: list, config: DatasetConfig, camera_sweeps: bool) -> "ReadingFilter":
+        roles = _channel_roles(calibrated_sensor, sensor, config).tolist()
+        return cls(frozenset(c.token for c, role in zip(calibrated_sensor, roles) if role == _OTHER),
+                   frozenset(c.token for c, role in zip(calibrated_sensor, roles) if role > 0), camera_sweeps)
+
+    def wanted(self, sensor_tokens: Sequence[str], key_frames: Sequence[bool]) -> List[bool]:
+        """Whether to keep each record, given its `calibrated_sensor_token` and `is_key_frame`."""
+        other, camera, sweeps = self.other, self.camera, self.camera_sweeps
+        return [token not in other and (key or sweeps or token not in camera)
+                for token, key in zip(sensor_tokens, key_frames)]
+
+
 def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporter, camera_sweeps: bool = False,
                      details: bool = False, annotations: bool = True) -> Tables:
     """The tables of `version_dir` as far as `scan` reads them, for speed and memory on big versions.
@@ -448,17 +472,11 @@ def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporte
             if name not in big:
                 tables[name] = read_records(version_dir, name, TABLE_TYPES[name])
                 bar.update()
-        roles = _channel_roles(tables["calibrated_sensor"], tables["sensor"], config).tolist()
-        other = {c.token for c, role in zip(tables["calibrated_sensor"], roles) if role == _OTHER}
-        camera = {c.token for c, role in zip(tables["calibrated_sensor"], roles) if role > 0}
-
-        def wanted(records: list) -> List[bool]:
-            return [r.calibrated_sensor_token not in other
-                    and (r.is_key_frame or camera_sweeps or r.calibrated_sensor_token not in camera) for r in records]
-
-        tables["sample_data"] = read_records(version_dir, "sample_data",
-                                             DetailedSampleDataFields if details else SampleDataFields,
-                                             (_SensorKey, wanted))
+        readings = ReadingFilter.of(tables["calibrated_sensor"], tables["sensor"], config, camera_sweeps)
+        tables["sample_data"] = read_records(
+            version_dir, "sample_data", DetailedSampleDataFields if details else SampleDataFields,
+            (_SensorKey, lambda records: readings.wanted([r.calibrated_sensor_token for r in records],
+                                                         [r.is_key_frame for r in records])))
         bar.update()
         used_poses = {r.ego_pose_token for r in tables["sample_data"]}
         tables["ego_pose"] = read_records(version_dir, "ego_pose", EgoPoseFields,

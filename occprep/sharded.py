@@ -26,11 +26,12 @@ from occprep.canbus import can_bus_of_contents
 from occprep.config import dataset_config
 from occprep.create import (CreateOptions, VersionInfos, check_config_names, empty_splits, infos_from_scan,
                             output_dirs, summarize, write_outputs)
+from occprep.errors import OccprepError
 from occprep.fileio import Staging
 from occprep.records import Annotations, CanBus, Keyframes, Readings, Scan, Scenes, Transforms, native_dtype
 from occprep.reporting import Reporter
 from occprep.scan import (AnnotationFields, DetailedAnnotationFields, DetailedSampleDataFields, EgoPoseFields,
-                          SampleDataFields, scan, transforms)
+                          ReadingFilter, SampleDataFields, scan, transforms)
 from occprep.shards.files import version_dir
 from occprep.shards.read import SceneGroup, open_shards, read_group, scene_groups
 from occprep.splits import SplitPlan, official_plan, plan_from_file
@@ -66,14 +67,19 @@ class ScanPart:
 
 
 def scan_group(task: ScanTask) -> ScanPart:
-    """Read and scan one scene group (runs in a worker). Raises OccprepError naming the shard for a
-    missing or corrupt shard, and as `scan` does for inconsistent tables."""
+    """Read and scan one scene group (runs in a worker): its `Scan` in the group's own rows (S keyframes,
+    R readings, A boxes; units and frames as in `occprep.records`), the positions of its keyframes (S,) and
+    readings (R,) in their table files, and its CAN bus messages. Raises OccprepError naming the shard and
+    its scenes for a missing or corrupt shard, and as `scan` does for inconsistent tables (a token of the
+    group that resolves to no record of it)."""
     config = dataset_config(task.config_name)
     types = {"sample_data": DetailedSampleDataFields if task.details else SampleDataFields,
              "sample_annotation": DetailedAnnotationFields if task.details else AnnotationFields,
              "ego_pose": EgoPoseFields}
     with gc_paused():
-        group = read_group(task.group, types)
+        group = read_group(task.group, types,
+                           lambda calibrated_sensor, sensor: ReadingFilter.of(calibrated_sensor, sensor, config,
+                                                                              task.camera_sweeps))
         scanned = scan(group.tables, config, task.camera_sweeps)
     reading_row = dict(zip((r.token for r in group.tables.sample_data), group.rows["sample_data"].tolist()))
     can_bus = can_bus_of_contents(group.can_bus, group.can_bus_source, scanned.scenes.name, config,
@@ -124,8 +130,10 @@ def _offsets(sizes: Sequence[int]) -> np.ndarray:
 
 
 def gather_scan(parts: List[ScanPart], tables: GlobalTables) -> Scan:
-    """The `Scan` of the whole tables from the parts of its scene groups (any order): keyframes in sample
-    table order, readings in sample_data order, ego poses in order of first use, boxes by keyframe."""
+    """The `Scan` of the whole tables from the `ScanPart`s of all scene groups of one shard folder (any
+    order), row for row what `scan` gives on the whole tables: keyframes in sample-table order, readings
+    in sample_data order, ego poses in order of first use, boxes by keyframe. Raises OccprepError when the
+    parts do not hold every scene of `tables` exactly once."""
     scans = [part.scan for part in parts]
     start_s = _offsets([len(s.keyframes.token) for s in scans])
     start_r = _offsets([len(s.readings.token) for s in scans])
@@ -218,7 +226,9 @@ def gather_scan(parts: List[ScanPart], tables: GlobalTables) -> Scan:
         for row, token in part.scan.instance_tokens.items():
             instance_tokens[row] = token
     scenes = tables.scene
-    assert sorted(scene_row.tolist()) == list(range(len(scenes))), "every scene belongs to exactly one group"
+    if sorted(scene_row.tolist()) != list(range(len(scenes))):
+        raise OccprepError(f"the scene groups hold {len(scene_row)} scenes for the {len(scenes)} of the tables "
+                           "(some twice or none): gather every scene group of one shard folder once")
     gathered = Scan(
         scenes=Scenes(token=[s.token for s in scenes], name=[s.name for s in scenes],
                       location=[locations[s.log_token] for s in scenes]),

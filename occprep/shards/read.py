@@ -7,15 +7,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Tuple
+import functools
+import itertools
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
-import msgspec
 import numpy as np
 
 from occprep.errors import OccprepError
 from occprep.fileio import read_json
-from occprep.shards.files import (GLOBAL_TABLES, MARKER, ROUTED_TABLES, ROW, Manifest, index_path, marker_path,
-                                  part_path, version_dir)
+from occprep.shards.files import (GLOBAL_TABLES, MARKER, ROUTED_TABLES, ROW, Manifest, global_table_path, index_path,
+                                  marker_path, part_path, version_dir)
+from occprep.scan import ReadingFilter
 from occprep.tables import TABLE_TYPES, Tables, read_table
 
 
@@ -90,35 +92,73 @@ class GroupTables:
     """The shard file the CAN bus files came from (for the reasons a scene has none)."""
 
 
-def read_group(group: SceneGroup, types: Mapping[str, type] = {}) -> GroupTables:  # noqa: B006 - read only
-    """The tables of `group`; routed table records decode as `types[table]` (a `field_subset` of the table's
-    record type; default the whole record). Raises OccprepError naming the shard file and its scenes when
-    a file is missing or unreadable."""
+def read_group(group: SceneGroup, types: Mapping[str, type] = {},  # noqa: B006 - read only
+               readings: Optional[Callable[[list, list], ReadingFilter]] = None) -> GroupTables:
+    """The tables of `group`; routed table records are made as `types[table]` (a `field_subset` of the table's
+    record type; default the whole record). `readings`, given the calibrated_sensor and sensor records,
+    says which sample_data records to keep; then only the ego poses those name are kept too (as
+    `read_scan_tables` does). Raises OccprepError naming the shard file and its scenes when a file is
+    missing or unreadable."""
     shards, version = Path(group.shards), group.version
-    tables = {name: read_table(version_dir(shards, version) / "tables", name) for name in GLOBAL_TABLES}
+    tables = {name: _global_table(global_table_path(shards, version, name)) for name in GLOBAL_TABLES}
     tables["scene"] = [tables["scene"][row] for row in group.scene_rows]
+    keep = {}
+    if readings is not None:
+        wanted = readings(tables["calibrated_sensor"], tables["sensor"])
+        keep["sample_data"] = lambda table: wanted.wanted(table.column("calibrated_sensor_token").to_pylist(),
+                                                          table.column("is_key_frame").to_pylist())
     rows = {}
-    for name in ROUTED_TABLES:
+    for name in ROUTED_TABLES:  # ego_pose after sample_data
+        if name == "ego_pose" and readings is not None:
+            used = {r.ego_pose_token for r in tables["sample_data"]}
+            keep["ego_pose"] = lambda table: [token in used for token in table.column("token").to_pylist()]
         type_ = types.get(name, TABLE_TYPES[name])
-        columns = _read_rows(group, name, [*type_.__struct_fields__, ROW])
-        rows[name] = np.asarray(columns.pop(ROW), dtype=np.int64)
-        try:
-            tables[name] = msgspec.convert([dict(zip(columns, values)) for values in zip(*columns.values())],
-                                           List[type_])
-        except msgspec.ValidationError as exc:
-            raise OccprepError(f"{part_path(shards, version, name, group.bucket)}: unexpected content ({exc}); "
-                               f"{group.describe()}: run occprep shard again") from None
-    can_bus = _read_rows(group, "can_bus", ["scene_name", "kind", "content"])
+        table = _read_rows(group, name, [*type_.__struct_fields__, ROW])
+        if name in keep:
+            table = table.filter(keep[name](table))
+        rows[name] = table.column(ROW).to_numpy()
+        tables[name] = list(itertools.starmap(type_, zip(*(_values(table.column(field))
+                                                           for field in type_.__struct_fields__))))
+    can_bus = _read_rows(group, "can_bus", ["scene_name", "kind", "content"]).to_pydict()
     files = {f"{scene}_{kind}.json": content
              for scene, kind, content in zip(can_bus["scene_name"], can_bus["kind"], can_bus["content"])}
     return GroupTables(Tables(**tables), rows, files, str(part_path(shards, version, "can_bus", group.bucket)))
 
 
-def _read_rows(group: SceneGroup, table: str, columns: List[str]) -> Dict[str, list]:
-    """Column -> values of the group's row groups of one bucket file."""
+def _global_table(path: Path) -> list:
+    """A small table, read once per worker process while the file is unchanged (tasks share the records;
+    none changes them)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        raise OccprepError(f"{path}: missing; the shard folder is incomplete: run occprep shard again") from None
+    return _read_global_table(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2 * len(GLOBAL_TABLES))
+def _read_global_table(path: Path, size: int, mtime_ns: int) -> list:
+    return read_table(path.parent, path.stem)
+
+
+def _values(column) -> list:
+    """A Parquet column as Python values; lists of numbers of one length go through numpy (far faster)."""
+    import pyarrow as pa
+
+    if pa.types.is_list(column.type) and pa.types.is_floating(column.type.value_type) and len(column):
+        column = column.combine_chunks()
+        lengths = np.diff(column.offsets.to_numpy())
+        if len(lengths) and (lengths == lengths[0]).all() and column.null_count == 0:
+            return column.values.to_numpy().reshape(len(column), int(lengths[0])).tolist()
+    if pa.types.is_integer(column.type) and column.null_count == 0:
+        return column.to_numpy().tolist()
+    return column.to_pylist()
+
+
+def _read_rows(group: SceneGroup, table: str, columns: List[str]):
+    """The group's row groups of one bucket file, as a pyarrow Table of `columns`."""
     path = part_path(Path(group.shards), group.version, table, group.bucket)
     try:
-        return _pyarrow().ParquetFile(path).read_row_groups(list(group.row_groups), columns=columns).to_pydict()
+        return _pyarrow().ParquetFile(path).read_row_groups(list(group.row_groups), columns=columns)
     except FileNotFoundError:
         raise OccprepError(f"{path}: missing; {group.describe()}: run occprep shard again") from None
     except (OSError, ValueError, KeyError) as exc:
