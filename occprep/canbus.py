@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Iterable, List, Mapping, Tuple
+from typing import Iterable, List, Mapping, Optional, Tuple
 
 import msgspec
 import numpy as np
@@ -51,7 +51,8 @@ def poses_from_messages(messages: list) -> CanBusPoses:
     )
 
 
-def _scene_number(name: str):
+def scene_number(name: str) -> Optional[int]:
+    """The number of a scene named `scene-NNNN` (the CAN bus blacklist's key), else None."""
     match = re.fullmatch(r"scene-(\d{4})", name)
     return int(match.group(1)) if match else None
 
@@ -123,7 +124,7 @@ def _read_can_bus(source, scene_names: Iterable[str], config: DatasetConfig, rep
     can_bus = CanBus(poses={}, missing={})
     with reporter.progress(sorted(set(scene_names)), desc="CAN bus", unit="scene") as names:
         for name in names:
-            blacklisted = _scene_number(name) in blacklist
+            blacklisted = scene_number(name) in blacklist
             messages, why = _read_messages(source, name, "pose", _PoseMessage, blacklisted)
             if messages is None:
                 can_bus.missing[name] = why

@@ -86,8 +86,14 @@ def cli() -> None:
 @click.option("--allow-missing", is_flag=True,
               help="Write the infos that have ground truth and report the rest, instead of failing.")
 @click.option("--verify", is_flag=True, help="Open and check every ground truth file (shape, dtype, ranges).")
-@click.option("--workers", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Threads for --verify (reading is mostly I/O and decompression).")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="With --verify: check the files (in tasks of whole scenes) in local processes or on Dask "
+                   "(pip install 'occprep[dask]').")
+@click.option("--scheduler", help="With --engine dask: the scheduler's address (e.g. tcp://host:8786); default: start "
+                                  "a local cluster; 'synchronous' runs every task in this process.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="With --verify: worker processes of the local pool or local Dask cluster (1: check in this "
+                   "process) [default: the cores].")
 @click.option("--path-style", type=click.Choice(["as-is", "relative", "absolute"]), default="as-is",
               show_default=True, help="as-is: paths as the release names them; relative: to --path-root; "
               "absolute: resolved.")
@@ -96,14 +102,19 @@ def cli() -> None:
 @reporting_options
 def merge_occ_command(reporter: Reporter, infos_dir: Path, occ_root: str, extra_tag: str, target: str, splits: str,
                       format_: str, root_path: str, version: str, out_dir: Path, allow_missing: bool, verify: bool,
-                      workers: int, path_style: str, path_root: Path) -> None:
+                      engine: str, scheduler: str, workers: int, path_style: str, path_root: Path) -> None:
     """Merge occupancy/flow ground truth paths into temporal infos, reporting coverage."""
     from occprep.merge import MergeOptions, merge_occ, parse_splits, summarize
 
+    context = click.get_current_context()
+    given = [f"--{name}" for name in ("engine", "scheduler")
+             if context.get_parameter_source(name) != ParameterSource.DEFAULT]
+    if given and not verify:
+        raise OccprepError(f"{given[0]} needs --verify (the file checks are what runs on the engine)")
     options = MergeOptions(infos_dir=infos_dir, occ_root=occ_root, format=format_, extra_tag=extra_tag,
                            splits=parse_splits(splits), out_dir=out_dir, allow_missing=allow_missing,
-                           verify=verify, workers=workers, path_style=path_style, path_root=path_root,
-                           target=target, root_path=root_path, version=version)
+                           verify=verify, workers=workers, engine=engine, scheduler=scheduler, path_style=path_style,
+                           path_root=path_root, target=target, root_path=root_path, version=version)
     result = merge_occ(options, reporter)
     reporter.finish(*summarize(result))
     if result.problem:
@@ -194,6 +205,26 @@ def show_command(reporter: Reporter, pkl: Path, token: str, index: int, out: Pat
                      "occupancy": str(shown.occupancy) if shown.occupancy else None}, [f"wrote {shown.out}{occupancy}"])
 
 
+@cli.command("shard")
+@click.option("--root-path", type=click.Path(path_type=Path), required=True,
+              help="The nuScenes folder that holds the version folder.")
+@click.option("--version", "version", required=True, help="The version folder to shard, e.g. v1.0-trainval.")
+@click.option("--canbus", type=click.Path(path_type=Path), required=True,
+              help="Folder that contains can_bus/ (the nuScenes CAN bus expansion).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The shards folder: <version>/ is written in it (replaced only once complete).")
+@click.option("--scenes-per-bucket", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Scenes per Parquet file (one row group each).")
+@reporting_options
+def shard_command(reporter: Reporter, root_path: Path, version: str, canbus: Path, out: Path,
+                  scenes_per_bucket: int) -> None:
+    """Cut a version's tables and CAN bus files into per-scene Parquet shards, in one streaming pass."""
+    from occprep.shards.write import shard_version, summarize
+
+    manifest, skipped = shard_version(root_path, version, canbus, out, scenes_per_bucket, reporter)
+    reporter.finish(*summarize(manifest, skipped, out, reporter.elapsed))
+
+
 @cli.command("create-infos")
 @click.option("--root-path", default="./data/nuscenes", show_default=True,
               help="Dataset root with the version folders; prefixes every path in the infos as typed.")
@@ -225,16 +256,33 @@ def show_command(reporter: Reporter, pkl: Path, token: str, index: int, out: Pat
               "(auto detects it from --root-path).")
 @click.option("--unity-config", default="default", show_default=True,
               help="Unity datasets: sensor id -> camera channel and label -> category map (configs/unity-*.json or a file).")
+@click.option("--shards", type=click.Path(file_okay=False, path_type=Path),
+              help="Build from the shards `occprep shard` wrote (tables and CAN bus come from them), a map over "
+                   "scene groups on --engine.")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="With --shards: run the scene groups in local processes or on Dask (pip install 'occprep[dask]').")
+@click.option("--scheduler", help="With --engine dask: the scheduler's address (e.g. tcp://host:8786); default: start "
+                                  "a local cluster; 'synchronous' runs every task in this process.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="With --shards: worker processes of the local pool or local Dask cluster [default: the cores].")
+@click.option("--sharded-output", is_flag=True,
+              help="With --shards: each scene group writes its own pickle (<file stem>/part-N.pkl) and an index "
+                   "<file stem>.index.json names them, for datasets too large for one pickle.")
 @vad_fix_options
 @reporting_options
 def create_infos_command(reporter: Reporter, root_path: str, out_dir: Path, extra_tag: str, version: str,
                          canbus: Path, target: str, max_sweeps: int, keep_float64: bool, can_bus_mode: str,
                          config_name: str, splits_file: Path, strict: bool, no_file_check: bool, format_: str,
-                         unity_config: str, fixes: frozenset) -> None:
+                         unity_config: str, shards: Path, engine: str, scheduler: str, workers: int,
+                         sharded_output: bool, fixes: frozenset) -> None:
     """Write the info pickles of a nuScenes-format dataset, in one or more consumers' formats."""
     from occprep.create import CreateOptions, create_infos
 
     context = click.get_current_context()
+    given = [f"--{name.replace('_', '-')}" for name in ("engine", "scheduler", "workers", "sharded_output")
+             if context.get_parameter_source(name) != ParameterSource.DEFAULT]
+    if given and shards is None:
+        raise OccprepError(f"{given[0]} needs --shards (the map over scene groups runs on shards: occprep shard)")
     options = CreateOptions(max_sweeps=max_sweeps, can_bus_mode=can_bus_mode, file_check=not no_file_check,
                             strict=strict, targets=tuple(target.split(",")),
                             root_given=context.get_parameter_source("root_path") != ParameterSource.DEFAULT,
@@ -243,6 +291,15 @@ def create_infos_command(reporter: Reporter, root_path: str, out_dir: Path, extr
     from occprep.unity.dataset import create_unity_infos, resolve_format
     from occprep.unity.mapping import unity_config as load_unity_config
 
+    if shards is not None:
+        from occprep.engines import make_engine
+        from occprep.sharded import create_infos_from_shards
+
+        summary, lines = create_infos_from_shards(shards, root_path, out_dir, extra_tag, version,
+                                                  make_engine(engine, scheduler, workers, reporter), config_name,
+                                                  splits_file, options, reporter, sharded_output)
+        reporter.finish(summary, lines)
+        return
     format_ = resolve_format(Path(root_path), format_)
     if format_ == "nuscenes":
         summary, lines = create_infos(root_path, out_dir, extra_tag, version, canbus, config_name, splits_file,

@@ -112,8 +112,8 @@ class VersionInfos:
         return target.assemble(neutral, build, options)
 
 
-def _missing_file_scenes(scanned, root_path: str, version: str, reporter: Reporter,
-                         none_allowed: bool = False) -> Dict[str, Tuple[int, str]]:
+def _missing_file_scenes(scanned, root_path: str, version: str, reporter: Reporter, none_allowed: bool = False,
+                         engine=None) -> Dict[str, Tuple[int, str]]:
     """Scene name -> (number of missing keyframe files, the first one) for scenes missing any.
 
     Raises OccprepError when not one keyframe file exists (unless `none_allowed`): the root holds no
@@ -122,7 +122,7 @@ def _missing_file_scenes(scanned, root_path: str, version: str, reporter: Report
     keyframes, readings = scanned.keyframes, scanned.readings
     rows = np.concatenate([keyframes.lidar[:, None], keyframes.cameras], axis=1)
     filenames = [readings.filename[r] for r in rows.ravel().tolist()]
-    missing = missing_files(Path(root_path), filenames, reporter).reshape(rows.shape)
+    missing = missing_files(Path(root_path), filenames, reporter, engine).reshape(rows.shape)
     if missing.size and missing.all() and not none_allowed:
         raise OccprepError(no_sensor_files(root_path, version, len(filenames), filenames[0]))
     found: Dict[str, Tuple[int, str]] = {}
@@ -156,10 +156,11 @@ def build_infos(tables: Tables, can_bus: CanBus, config: DatasetConfig, root_pat
 
 def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_path: str, plan: SplitPlan,
                     version: str, options: CreateOptions = CreateOptions(), reporter: Optional[Reporter] = None,
-                    annotations: bool = True, group: bool = False) -> VersionInfos:
+                    annotations: bool = True, group: bool = False, engine=None) -> VersionInfos:
     """`build_infos` from already scanned tables (lets a caller free the tables first). `group`: `scanned`
     holds one group of the version's scenes (`occprep.sharded`), so a split or a sensor folder without any
-    of its scenes here is no error (the caller judges all groups together)."""
+    of its scenes here is no error (the caller judges all groups together). `engine` lists the keyframe
+    folders for the file check (`occprep.engines`; default: this process)."""
     reporter = reporter or Reporter("create-infos", quiet=True)
     if options.can_bus_mode not in CAN_BUS_MODES:
         raise OccprepError(f"--can-bus-mode {options.can_bus_mode!r}: use one of {', '.join(CAN_BUS_MODES)}")
@@ -174,7 +175,7 @@ def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_
         left_out: Dict[str, str] = {}
         if options.file_check:
             with reporter.stage("file_check"):
-                missing = _missing_file_scenes(scanned, root_path, version, reporter, none_allowed=group)
+                missing = _missing_file_scenes(scanned, root_path, version, reporter, group, engine)
             for name, (count, first) in sorted(missing.items()):
                 reason = f"{count} keyframe file(s) missing under {root_path}, e.g. {first}"
                 if options.strict:

@@ -28,10 +28,11 @@ RETRIES = 2
 
 
 class LocalEngine:
-    """Tasks in this process (`workers` 1) or in up to `workers` spawned processes of this machine."""
+    """Tasks in this process (`workers` 1) or in up to `workers` spawned processes of this machine (default:
+    its cores); `reporter` shows progress."""
 
-    def __init__(self, workers: int, reporter: Reporter) -> None:
-        self.workers, self.reporter = workers, reporter
+    def __init__(self, workers: Optional[int] = None, reporter: Optional[Reporter] = None) -> None:
+        self.workers, self.reporter = workers or cores(), reporter or Reporter("engine", quiet=True)
 
     def map(self, function: Callable[[T], R], items: Sequence[T], desc: str) -> Iterator[R]:
         with self.reporter.progress(total=len(items), desc=desc, unit="task") as progress:
@@ -70,13 +71,15 @@ class LocalEngine:
 
 class DaskEngine:
     """Tasks on a Dask cluster: the one at `scheduler` (an address such as tcp://host:8786), a LocalCluster
-    of `workers` processes with a memory limit each (no address), or this process ('synchronous', for
-    debugging and tests). Needs `pip install 'occprep[dask]'`."""
+    of `workers` processes (default: the cores) with a memory limit each (no address), or this process
+    ('synchronous', for debugging and tests); `reporter` shows progress. Needs `pip install 'occprep[dask]'`."""
 
-    def __init__(self, scheduler: Optional[str], workers: int, reporter: Reporter) -> None:
+    def __init__(self, scheduler: Optional[str] = None, workers: Optional[int] = None,
+                 reporter: Optional[Reporter] = None) -> None:
         if importlib.util.find_spec("distributed") is None:
             raise OccprepError("--engine dask needs the dask extra: pip install 'occprep[dask]'")
-        self.scheduler, self.workers, self.reporter = scheduler, workers, reporter
+        self.scheduler, self.workers = scheduler, workers or cores()
+        self.reporter = reporter or Reporter("engine", quiet=True)
 
     def map(self, function: Callable[[T], R], items: Sequence[T], desc: str) -> Iterator[R]:
         import dask
@@ -110,7 +113,7 @@ class DaskEngine:
                                    "check the address, or drop --scheduler to start a local cluster") from None
             return
         with LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, memory_limit="auto",
-                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                          dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
             yield client
 
 
@@ -120,5 +123,4 @@ def make_engine(name: str, scheduler: Optional[str], workers: Optional[int], rep
         raise OccprepError(f"--engine {name}: use one of {', '.join(ENGINES)}")
     if scheduler is not None and name != "dask":
         raise OccprepError("--scheduler needs --engine dask")
-    workers = workers or cores()
     return DaskEngine(scheduler, workers, reporter) if name == "dask" else LocalEngine(workers, reporter)

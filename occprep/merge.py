@@ -3,7 +3,9 @@
 Every info is matched to the release by its sample token (the scene comes from the release, so infos
 without `scene_name` merge too). Nothing is written unless every split is complete: an info without
 ground truth, a ground truth file that is not on disk, a scene that disagrees with the release, or
-(with `verify`) a file that fails its checks makes the run fail with the first few listed.
+(with `verify`) a file that fails its checks makes the run fail with the first few listed. Files are
+found from folder listings (`PathLocator`); `verify` opens them in tasks of whole scenes on an engine
+(`options.engine`: this process, local processes or Dask), with the same problems in the same order.
 `allow_missing` instead drops infos without ground truth (or whose files are missing) and reports
 them; verification problems always fail the run.
 
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from occprep.config import dataset_config, occupancy_format
+from occprep.engines import make_engine
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write
 from occprep.layout import fix_occ_root, is_occupancy_root, parent
@@ -65,7 +68,13 @@ class MergeOptions:
     """Default: the occ root (where the reference writes)."""
     allow_missing: bool = False
     verify: bool = False
-    workers: int = 8
+    workers: Optional[int] = None
+    """`verify` tasks at once: local worker processes (1: in this process) or local Dask cluster workers
+    (None: the cores)."""
+    engine: str = "local"
+    """Where `verify` tasks run: 'local' or 'dask' (`occprep.engines`)."""
+    scheduler: Optional[str] = None
+    """With engine 'dask': the scheduler address, or 'synchronous'; None starts a local cluster."""
     path_style: str = "as-is"
     path_root: Optional[Path] = None
     """Base directory of `path_style='relative'` paths."""
@@ -105,8 +114,8 @@ class SplitMerge:
     payload: bytes = b""
     """The output pickle, serialised (a fraction of the objects' memory): the input's top level with
     `infos` replaced by the merged infos."""
-    located: List[Dict[str, str]] = field(default_factory=list)
-    """Files of every merged info, by file role, for verification."""
+    located: List[Tuple[str, Dict[str, str]]] = field(default_factory=list)
+    """(scene name, file role -> where found) of every merged info, in order, for verification."""
     none_values: Counter = field(default_factory=Counter)
     """Info key -> how many merged infos got None for it (the dataset lacks what it names, e.g. lidarseg)."""
     written: bool = False
@@ -262,7 +271,7 @@ def merge_split(options: MergeOptions, split: str, path: Path, data: dict, index
         values = _info_values(located, sample, options)
         result.none_values.update(key for key, value in values.items() if value is None)
         merged.append({**info, "scene_name": sample.scene_name, **values})
-        result.located.append(located)
+        result.located.append((sample.scene_name, located))
     result.with_gt = len(merged)
     result.payload = dumps({**data, records_key(data): merged})
     return result
@@ -383,7 +392,7 @@ def _lidar_keyframes(options: MergeOptions, loaded: Dict[str, Tuple[Path, dict]]
 def merge_occ(options: MergeOptions, reporter: Reporter) -> MergeResult:
     """Run the merge: match every split, optionally verify, and write only if nothing is wrong."""
     _check_options(options)
-    fmt = occupancy_format(options.format)
+    engine = make_engine(options.engine, options.scheduler, options.workers, reporter) if options.verify else None
     layout = LAYOUTS[options.format]
     locator = PathLocator(Path(options.occ_root))
     loaded = {split: read_split_infos(options, split) for split in options.splits}
@@ -405,8 +414,8 @@ def merge_occ(options: MergeOptions, reporter: Reporter) -> MergeResult:
 
     problems: List[str] = []
     located = [files for s in splits for files in s.located]
-    if options.verify:
-        problems = verify_samples(located, layout, fmt, options.workers, reporter.progress)
+    if engine is not None:
+        problems = verify_samples(located, options.format, engine)
     result = MergeResult(options, splits, unused, problems, len(located) if options.verify else 0)
     result.problem = _coverage_problem(splits, options, locator)
     if result.problem is None and problems:

@@ -27,7 +27,8 @@ _LIDAR = 0
 """Roles of a sensor channel: other (radar, unused cameras), the lidar, camera c at `1 + c`."""
 
 
-def _unresolved(table: str, field: str, token: str, owner: str) -> OccprepError:
+def unresolved(table: str, field: str, token: str, owner: str) -> OccprepError:
+    """The error for `table.field` = `token` of record `owner` that names no record."""
     return OccprepError(f"{table}.{field} {token!r} of record {owner!r} does not resolve to any record; "
                         "the tables are inconsistent (re-extract or regenerate them)")
 
@@ -35,7 +36,7 @@ def _unresolved(table: str, field: str, token: str, owner: str) -> OccprepError:
 def _lookup(index: Dict[str, int], token: str, table: str, field: str, owner: str) -> int:
     row = index.get(token)
     if row is None:
-        raise _unresolved(table, field, token, owner)
+        raise unresolved(table, field, token, owner)
     return row
 
 
@@ -53,7 +54,7 @@ def _resolve(index: Dict[str, int], tokens: List[str], owners: Sequence[str], ta
     resolved = np.array(rows, dtype=np.int64)
     if len(resolved) and resolved.min() == -2:
         bad = rows.index(-2)
-        raise _unresolved(table, field, tokens[bad], owners[bad])
+        raise unresolved(table, field, tokens[bad], owners[bad])
     return resolved
 
 
@@ -96,7 +97,7 @@ def _channel_roles(calibrated_sensor: list, sensor: list, config: DatasetConfig)
     for row, calibration in enumerate(calibrated_sensor):
         channel = channel_of_sensor.get(calibration.sensor_token)
         if channel is None:
-            raise _unresolved("calibrated_sensor", "sensor_token", calibration.sensor_token, calibration.token)
+            raise unresolved("calibrated_sensor", "sensor_token", calibration.sensor_token, calibration.token)
         roles[row] = role_of_channel.get(channel, _OTHER)
     return roles
 
@@ -205,7 +206,7 @@ def _resolved(columns: _AnnotationColumns, sample_row: Dict[str, int], instances
     for instance in instances:
         name = category_name.get(instance.category_token)
         if name is None:
-            raise _unresolved("instance", "category_token", instance.category_token, instance.token)
+            raise unresolved("instance", "category_token", instance.category_token, instance.token)
         instance_category[instance.token] = name
     owners = columns.token
     ann_row = _token_rows(owners)
@@ -282,7 +283,7 @@ def _attribute_names(first: List[str], owners: List[str], attributes: list) -> L
     names = [attribute_name.get(token, "None" if not token else None) for token in first]
     if None in names:
         bad = names.index(None)
-        raise _unresolved("sample_annotation", "attribute_tokens", first[bad], owners[bad])
+        raise unresolved("sample_annotation", "attribute_tokens", first[bad], owners[bad])
     return names
 
 
@@ -323,7 +324,7 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
     for record in tables.sample_data:
         calibration = calibration_row.get(record.calibrated_sensor_token)
         if calibration is None:
-            raise _unresolved("sample_data", "calibrated_sensor_token", record.calibrated_sensor_token, record.token)
+            raise unresolved("sample_data", "calibrated_sensor_token", record.calibrated_sensor_token, record.token)
         role = roles[calibration]
         if role == _LIDAR or (role > 0 and (record.is_key_frame or camera_sweeps)):
             kept.append(record)
@@ -348,7 +349,7 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
     if None in pose_records:
         token = next(t for t, row in pose_of_token.items() if pose_records[row] is None)
         owner = next(r.token for r in kept if r.ego_pose_token == token)
-        raise _unresolved("sample_data", "ego_pose_token", token, owner)
+        raise unresolved("sample_data", "ego_pose_token", token, owner)
 
     readings = Readings(
         token=kept_tokens,
@@ -411,7 +412,7 @@ def _scene_locations(tables: Tables) -> List[str]:
     location = {log.token: log.location for log in tables.log}
     missing = next((scene for scene in tables.scene if scene.log_token not in location), None)
     if missing is not None:
-        raise _unresolved("scene", "log_token", missing.log_token, missing.token)
+        raise unresolved("scene", "log_token", missing.log_token, missing.token)
     return [location[scene.log_token] for scene in tables.scene]
 
 

@@ -316,7 +316,7 @@ def create_infos_from_shards(shards: Path, root_path: str, out_dir: Path, extra_
                 scanned, can_bus = gather_scan(parts, tables), gather_can_bus(parts)
             del parts
             result = infos_from_scan(scanned, can_bus, config, root_path, plan, version, options, reporter,
-                                     annotations="test" not in version)
+                                     annotations="test" not in version, engine=engine)
             del scanned, can_bus
             with Staging() as staging, reporter.stage("write"):
                 write_outputs(result, chosen, out_dirs, extra_tag, options.build_options(root_path), staging,

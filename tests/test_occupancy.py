@@ -8,7 +8,7 @@ import pytest
 
 from occprep.config import occupancy_format
 from occprep.errors import OccprepError
-from occprep.occupancy import LAYOUTS, PathLocator, verify_samples
+from occprep.occupancy import PathLocator
 from occprep.occupancy.labels_npz import check_occ3d, occ3d_index
 from occprep.occupancy.openocc_v1 import check as check_openocc_sample
 from occprep.occupancy.openocc_v1 import read_index as read_openocc_index
@@ -160,19 +160,3 @@ def test_occ3d_corrupt_archive(tmp_path):
     path.write_bytes(b"PK\x03\x04 truncated")
     [problem] = check_occ3d({"labels": path}, OCC3D)
     assert problem.startswith(f"{path}: not a readable .npz")
-
-
-def test_verify_samples_keeps_input_order_across_threads(tmp_path):
-    samples = []
-    for i in range(12):
-        bad = {"semantics": np.full((200, 200, 16), 18, np.uint8)} if i % 5 == 0 else {}
-        samples.append({"labels": save_labels(tmp_path / f"{i:02d}" / "labels.npz", **bad)})
-    seen = {}
-
-    def progress(iterable, total, desc, unit):
-        seen.update(total=total, desc=desc)
-        return iterable
-
-    problems = verify_samples(samples, LAYOUTS["occ3d"], OCC3D, workers=3, progress=progress)
-    assert [Path(p.split(":")[0]).parent.name for p in problems] == ["00", "05", "10"]
-    assert seen == {"total": 12, "desc": "verify"}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import NuScenesData
 from helpers import KillingEngine, assert_same, run_cli
 from occprep.create import CreateOptions, create_infos
 from occprep.engines import DaskEngine, LocalEngine
@@ -18,6 +19,7 @@ from occprep.reporting import Reporter
 from occprep.shards.files import ROUTED_TABLES, marker_path, part_path
 from occprep.shards.write import shard_version
 from occprep.sharded import create_infos_from_shards
+from occprep.synth import synthesize
 from occprep.targets import targets
 
 ALL = tuple(targets())
@@ -71,16 +73,29 @@ def expected(single_out) -> dict:
     return pickles(single_out)
 
 
-def test_real_scene_gathers_to_the_same_bytes(real_mini, tmp_path):
+@pytest.mark.parametrize("engine", [LocalEngine(1, QUIET), DaskEngine("synchronous", 1, QUIET)],
+                         ids=["local", "dask-synchronous"])
+def test_real_scene_gathers_to_the_same_bytes(real_mini, tmp_path, engine):
     shard_version(real_mini.root, "v1.0-mini", real_mini.canbus, tmp_path / "shards", reporter=QUIET)
     want = single(real_mini, tmp_path / "single")
     assert len(want) == 16
-    assert gathered(real_mini, tmp_path / "shards", tmp_path / "gathered", LocalEngine(1, QUIET)) == want
+    assert gathered(real_mini, tmp_path / "shards", tmp_path / "gathered", engine) == want
 
 
 def test_scene_groups_in_local_processes(shuffled, expected, tmp_path):
     assert len(expected) == 16
     assert gathered(*shuffled, tmp_path / "out", LocalEngine(2, QUIET)) == expected
+
+
+def test_test_set_without_annotations_or_can_bus(tmp_path):
+    """v1.0-test: no annotations, no CAN bus files; each scene its own group."""
+    synthesize(tmp_path, "v1.0-test", scenes=3, samples_per_scene=5, occ=(), blobs="none")
+    (tmp_path / "can_bus").mkdir(exist_ok=True)
+    data = NuScenesData(tmp_path / "nuscenes", tmp_path, "v1.0-test")
+    shard_version(data.root, data.version, data.canbus, tmp_path / "shards", scenes_per_bucket=1, reporter=QUIET)
+    want = single(data, tmp_path / "single", "v1.0-test")
+    assert len(want) == 8
+    assert gathered(data, tmp_path / "shards", tmp_path / "out", LocalEngine(2, QUIET), "v1.0-test") == want
 
 
 def test_dask_synchronous_scheduler(shuffled, expected, tmp_path):
@@ -158,3 +173,32 @@ def test_engine_flags_need_shards(monkeypatch, capsys):
     code, _, err = run_cli(["create-infos", "--engine", "dask"], monkeypatch, capsys)
     assert code == 2 and err.strip() == "error: --engine needs --shards (the map over scene groups runs on shards: " \
                                         "occprep shard)"
+
+
+def test_python_api_names_the_entry_points():
+    """What the engine calls is importable from the package, each with its documentation."""
+    import occprep
+
+    for name in occprep.__all__:
+        assert getattr(occprep, name).__doc__, name
+    with pytest.raises(AttributeError):
+        occprep.no_such_thing  # noqa: B018
+
+
+def test_keyframe_file_check_on_the_engine(tmp_path):
+    """With the sensor files present but one keyframe image gone, both ways leave the same scene out (one
+    listing per folder, on the engine for shards) and write the same bytes."""
+    synthesize(tmp_path, "v1.0-mini", scenes=3, samples_per_scene=5, occ=(), blobs="empty")
+    data = NuScenesData(tmp_path / "nuscenes", tmp_path)
+    records = json.loads((data.root / "v1.0-mini" / "sample_data.json").read_text())
+    gone = next(r["filename"] for r in records if r["is_key_frame"] and "CAM_BACK/" in r["filename"])
+    (data.root / gone).unlink()
+    shard_version(data.root, data.version, data.canbus, tmp_path / "shards", scenes_per_bucket=1, reporter=QUIET)
+    options = CreateOptions(targets=("bevformer",))
+    want, _ = create_infos(str(data.root), tmp_path / "single", "nuscenes", "v1.0-mini", data.canbus, options=options)
+    got, _ = create_infos_from_shards(tmp_path / "shards", str(data.root), tmp_path / "gathered", "nuscenes",
+                                      "v1.0-mini", LocalEngine(2, QUIET), options=options)
+    left_out = want["versions"][0]["scenes_left_out"]
+    assert len(left_out) == 1 and gone in next(iter(left_out.values()))
+    assert got["versions"][0]["scenes_left_out"] == left_out
+    assert pickles(tmp_path / "gathered") == pickles(tmp_path / "single")

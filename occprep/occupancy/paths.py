@@ -1,10 +1,12 @@
-"""Finding published ground truth paths on disk."""
+"""Finding published ground truth paths on disk, from folder listings (`occprep.blobs.FolderListing`)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Optional, Tuple
+
+from occprep.blobs import FolderListing
 
 
 class PathLocator:
@@ -13,12 +15,17 @@ class PathLocator:
     Published paths may be relative to whatever directory the publisher worked in; the one rule: an
     absolute path is itself; a relative path is tried against the current directory first, then against
     the occupancy root and each of its parents, nearest first.
+
+    Existence is answered from folder listings: each candidate folder is listed once and kept for the
+    locator's lifetime (folders that do not exist are asked again), so finding N files in F folders
+    costs about F listings, not N stats per anchor tried.
     """
 
     def __init__(self, occ_root: Path, cwd: Optional[Path] = None) -> None:
         root = Path(os.path.abspath(occ_root))
         self.anchors: Tuple[str, ...] = tuple(map(str, (Path(cwd or os.getcwd()), root, *root.parents)))
         self.root_name = f"{os.sep}{root.name}{os.sep}"
+        self.listing = FolderListing()
 
     def locate(self, text: str) -> Optional[str]:
         """The absolute, normalised location of `text` if it exists, else None (strings: this runs per file).
@@ -28,12 +35,12 @@ class PathLocator:
         """
         for anchor in ("",) if os.path.isabs(text) else self.anchors:
             candidate = os.path.join(anchor, text)
-            if os.path.exists(candidate):
+            if self.listing.exists(candidate):
                 return os.path.normpath(candidate)
         at = f"{os.sep}{text}".rfind(self.root_name)
         if not os.path.isabs(text) and at >= 0:
             candidate = os.path.join(self.anchors[1], f"{os.sep}{text}"[at + len(self.root_name):])
-            if os.path.exists(candidate):
+            if self.listing.exists(candidate):
                 return os.path.normpath(candidate)
         return None
 

@@ -27,14 +27,14 @@ from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence,
 import msgspec
 import numpy as np
 
-from occprep.canbus import _scene_number
+from occprep.canbus import scene_number
 from occprep.config import DatasetConfig, dataset_config
 from occprep.create import resolve_canbus
 from occprep.errors import OccprepError
 from occprep.layout import check_root_path, version_folders
 from occprep.names import closest
 from occprep.reporting import Reporter
-from occprep.scan import _unresolved
+from occprep.scan import unresolved
 from occprep.shards.files import (CAN_BUS_KINDS, FORMAT, GLOBAL_TABLES, INDEX_COLUMNS, MARKER, ROUTED_TABLES, ROW,
                                   Manifest, global_table_path, index_path, marker_path, part_path, row_count_columns,
                                   version_dir)
@@ -148,7 +148,7 @@ def _canbus_files(canbus: Optional[Path], scenes: Sequence[Scene], config: Datas
     folder = Path(canbus) / "can_bus"
     present = set(os.listdir(folder))
     blacklist = set(config.can_bus_blacklist)
-    return [[] if _scene_number(scene.name) in blacklist else
+    return [[] if scene_number(scene.name) in blacklist else
             [(kind, folder / f"{scene.name}_{kind}.json") for kind in CAN_BUS_KINDS
              if f"{scene.name}_{kind}.json" in present] for scene in scenes]
 
@@ -270,7 +270,7 @@ def _route(path: Path, table: str, spill: "_Spill", field: str, scene_of: Callab
         if -1 in rows:
             if required:
                 bad = rows.index(-1)
-                raise _unresolved(table, field, tokens[bad], records[bad].token)
+                raise unresolved(table, field, tokens[bad], records[bad].token)
             left_out += rows.count(-1)
         spill.add(start, records, rows)
         if tell is not None:
