@@ -91,14 +91,17 @@ class DaskEngine:
                     yield dask.compute(dask.delayed(function, pure=False)(item), scheduler="synchronous")[0]
                     progress.update()
                 return
+            results: Dict[int, R] = {}
             with self._client() as client:
                 futures = client.map(function, items, pure=False, retries=RETRIES)
-                for future in as_completed(futures):
-                    if future.status == "error":
-                        future.result()
+                position = {future.key: i for i, future in enumerate(futures)}
+                completed = as_completed(futures, with_results=True)
+                del futures  # a result then leaves its worker's memory once it is here
+                for future, result in completed:
+                    results[position[future.key]] = result
                     progress.update()
-                results = client.gather(futures)
-            yield from results
+            for i in range(len(items)):
+                yield results.pop(i)
 
     @contextlib.contextmanager
     def _client(self):
