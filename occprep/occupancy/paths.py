@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 from occprep.blobs import FolderListing
 
@@ -21,11 +21,13 @@ class PathLocator:
     costs about F listings, not N stats per anchor tried.
     """
 
-    def __init__(self, occ_root: Path, cwd: Optional[Path] = None) -> None:
+    def __init__(self, occ_root: Path, cwd: Optional[Path] = None,
+                 exists: Optional[Callable[[str], bool]] = None) -> None:
         root = Path(os.path.abspath(occ_root))
         self.anchors: Tuple[str, ...] = tuple(map(str, (Path(cwd or os.getcwd()), root, *root.parents)))
         self.root_name = f"{os.sep}{root.name}{os.sep}"
-        self.listing = FolderListing()
+        self.exists = exists or FolderListing().exists
+        """Whether a path exists (default: from folder listings; `os.path.exists` answers the same)."""
 
     def locate(self, text: str) -> Optional[str]:
         """The absolute, normalised location of `text` if it exists, else None (strings: this runs per file).
@@ -35,12 +37,12 @@ class PathLocator:
         """
         for anchor in ("",) if os.path.isabs(text) else self.anchors:
             candidate = os.path.join(anchor, text)
-            if self.listing.exists(candidate):
+            if self.exists(candidate):
                 return os.path.normpath(candidate)
         at = f"{os.sep}{text}".rfind(self.root_name)
         if not os.path.isabs(text) and at >= 0:
             candidate = os.path.join(self.anchors[1], f"{os.sep}{text}"[at + len(self.root_name):])
-            if self.listing.exists(candidate):
+            if self.exists(candidate):
                 return os.path.normpath(candidate)
         return None
 
