@@ -167,7 +167,8 @@ def check_command(reporter: Reporter, root_path: Path, canbus: Path, occ_root: P
               "sample of 200 per key).")
 @reporting_options
 def inspect_command(reporter: Reporter, pkl: Path, as_json: bool, all_paths: bool) -> None:
-    """Describe any info pickle: format, version, keys per consumer, classes, CAN bus, occupancy, paths."""
+    """Describe any info pickle (or a create-infos --sharded-output index): format, version, keys per consumer,
+    classes, CAN bus, occupancy, paths."""
     import msgspec
 
     from occprep.inspection import inspect_pickle, render_report
@@ -212,16 +213,23 @@ def show_command(reporter: Reporter, pkl: Path, token: str, index: int, out: Pat
 @click.option("--canbus", type=click.Path(path_type=Path), required=True,
               help="Folder that contains can_bus/ (the nuScenes CAN bus expansion).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="The shards folder: <version>/ is written in it (replaced only once complete).")
+              help="The shards folder: <version>/ is written in it (replaced only once complete, and only if it "
+                   "is a shard folder).")
 @click.option("--scenes-per-bucket", type=click.IntRange(min=1), default=64, show_default=True,
               help="Scenes per Parquet file (one row group each).")
+@click.option("--force", is_flag=True, help="Rebuild even when the run would be skipped (nothing changed).")
 @reporting_options
 def shard_command(reporter: Reporter, root_path: Path, version: str, canbus: Path, out: Path,
-                  scenes_per_bucket: int) -> None:
-    """Cut a version's tables and CAN bus files into per-scene Parquet shards, in one streaming pass."""
+                  scenes_per_bucket: int, force: bool) -> None:
+    """Cut a version's tables and CAN bus files into per-scene Parquet shards, in one streaming pass.
+
+    A re-run is skipped when <out>/<version> is complete and nothing changed: the same tables and CAN bus
+    files (size and modification time), --scenes-per-bucket and --canbus, and every file it wrote still
+    there at its size; otherwise it is rebuilt. --force rebuilds anyway.
+    """
     from occprep.shards.write import shard_version, summarize
 
-    manifest, skipped = shard_version(root_path, version, canbus, out, scenes_per_bucket, reporter)
+    manifest, skipped = shard_version(root_path, version, canbus, out, scenes_per_bucket, reporter, force=force)
     reporter.finish(*summarize(manifest, skipped, out, reporter.elapsed))
 
 
@@ -283,6 +291,11 @@ def create_infos_command(reporter: Reporter, root_path: str, out_dir: Path, extr
              if context.get_parameter_source(name) != ParameterSource.DEFAULT]
     if given and shards is None:
         raise OccprepError(f"{given[0]} needs --shards (the map over scene groups runs on shards: occprep shard)")
+    unity = [flag for name, flag in (("format_", "--format"), ("unity_config", "--unity-config"))
+             if context.get_parameter_source(name) != ParameterSource.DEFAULT]
+    if unity and shards is not None:
+        raise OccprepError(f"{unity[0]} does not apply to --shards (shards hold nuScenes tables; export a Unity "
+                           "dataset with occprep export-nuscenes first)")
     options = CreateOptions(max_sweeps=max_sweeps, can_bus_mode=can_bus_mode, file_check=not no_file_check,
                             strict=strict, targets=tuple(target.split(",")),
                             root_given=context.get_parameter_source("root_path") != ParameterSource.DEFAULT,
@@ -295,9 +308,9 @@ def create_infos_command(reporter: Reporter, root_path: str, out_dir: Path, extr
         from occprep.engines import make_engine
         from occprep.sharded import create_infos_from_shards
 
-        summary, lines = create_infos_from_shards(shards, root_path, out_dir, extra_tag, version,
-                                                  make_engine(engine, scheduler, workers, reporter), config_name,
-                                                  splits_file, options, reporter, sharded_output)
+        with make_engine(engine, scheduler, workers, reporter) as running:
+            summary, lines = create_infos_from_shards(shards, root_path, out_dir, extra_tag, version, running,
+                                                      config_name, splits_file, options, reporter, sharded_output)
         reporter.finish(summary, lines)
         return
     format_ = resolve_format(Path(root_path), format_)

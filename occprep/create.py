@@ -11,6 +11,7 @@ target's pickles into a `Staging`, renamed into place only once every version su
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -63,6 +64,9 @@ class CreateOptions:
     """Reference faults to mend (`BuildOptions.fixes`)."""
     out_dir_given: bool = True
     """False when the output folder is the command's default (see `Target.own_folder`)."""
+    cwd: Optional[str] = None
+    """The folder a relative root path is taken from (and that `data_path`s are written relative to, as
+    the reference does); None: the current one. Set for tasks that run in other working directories."""
 
     def build_options(self, root_path: str) -> BuildOptions:
         """What every target's writer is told."""
@@ -113,7 +117,7 @@ class VersionInfos:
 
 
 def _missing_file_scenes(scanned, root_path: str, version: str, reporter: Reporter, none_allowed: bool = False,
-                         engine=None) -> Dict[str, Tuple[int, str]]:
+                         engine=None, cwd: Optional[str] = None) -> Dict[str, Tuple[int, str]]:
     """Scene name -> (number of missing keyframe files, the first one) for scenes missing any.
 
     Raises OccprepError when not one keyframe file exists (unless `none_allowed`): the root holds no
@@ -122,7 +126,7 @@ def _missing_file_scenes(scanned, root_path: str, version: str, reporter: Report
     keyframes, readings = scanned.keyframes, scanned.readings
     rows = np.concatenate([keyframes.lidar[:, None], keyframes.cameras], axis=1)
     filenames = [readings.filename[r] for r in rows.ravel().tolist()]
-    missing = missing_files(Path(root_path), filenames, reporter, engine).reshape(rows.shape)
+    missing = missing_files(Path(cwd or os.getcwd()) / root_path, filenames, reporter, engine).reshape(rows.shape)
     if missing.size and missing.all() and not none_allowed:
         raise OccprepError(no_sensor_files(root_path, version, len(filenames), filenames[0]))
     found: Dict[str, Tuple[int, str]] = {}
@@ -175,7 +179,7 @@ def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_
         left_out: Dict[str, str] = {}
         if options.file_check:
             with reporter.stage("file_check"):
-                missing = _missing_file_scenes(scanned, root_path, version, reporter, group, engine)
+                missing = _missing_file_scenes(scanned, root_path, version, reporter, group, engine, options.cwd)
             for name, (count, first) in sorted(missing.items()):
                 reason = f"{count} keyframe file(s) missing under {root_path}, e.g. {first}"
                 if options.strict:
@@ -199,7 +203,8 @@ def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_
     no_can_bus = {name: can_bus.missing.get(name, "no CAN bus data")
                   for name in sorted(used) if name not in can_bus.poses}
     messages = can_bus if any(target.steering for target in options.chosen_targets()) else None
-    return VersionInfos(version=version, parts=InfoParts(scanned, geometry, slots, config, root_path, messages),
+    return VersionInfos(version=version,
+                        parts=InfoParts(scanned, geometry, slots, config, root_path, messages, options.cwd),
                         splits=splits,
                         annotations=annotations, scenes=len(set(sample_scene_name)), no_can_bus=no_can_bus,
                         left_out=left_out, unlisted=unlisted, unlisted_split=plan.fallback, empty=empty)

@@ -34,6 +34,12 @@ class LocalEngine:
     def __init__(self, workers: Optional[int] = None, reporter: Optional[Reporter] = None) -> None:
         self.workers, self.reporter = workers or cores(), reporter or Reporter("engine", quiet=True)
 
+    def __enter__(self) -> "LocalEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Nothing to stop: each map's processes end with it."""
+
     def map(self, function: Callable[[T], R], items: Sequence[T], desc: str) -> Iterator[R]:
         with self.reporter.progress(total=len(items), desc=desc, unit="task") as progress:
             if self.workers <= 1 or len(items) <= 1:
@@ -72,7 +78,9 @@ class LocalEngine:
 class DaskEngine:
     """Tasks on a Dask cluster: the one at `scheduler` (an address such as tcp://host:8786), a LocalCluster
     of `workers` processes (default: the cores) with a memory limit each (no address), or this process
-    ('synchronous', for debugging and tests); `reporter` shows progress. Needs `pip install 'occprep[dask]'`."""
+    ('synchronous', for debugging and tests); `reporter` shows progress. Used as a context manager, it
+    connects (or starts the cluster) once for all its maps; otherwise once per map. Needs
+    `pip install 'occprep[dask]'`."""
 
     def __init__(self, scheduler: Optional[str] = None, workers: Optional[int] = None,
                  reporter: Optional[Reporter] = None) -> None:
@@ -80,10 +88,20 @@ class DaskEngine:
             raise OccprepError("--engine dask needs the dask extra: pip install 'occprep[dask]'")
         self.scheduler, self.workers = scheduler, workers or cores()
         self.reporter = reporter or Reporter("engine", quiet=True)
+        self._connection = contextlib.ExitStack()
+        self._client = None
+
+    def __enter__(self) -> "DaskEngine":
+        if self.scheduler != "synchronous":
+            self._client = self._connection.enter_context(self._connect())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._client = None
+        self._connection.close()
 
     def map(self, function: Callable[[T], R], items: Sequence[T], desc: str) -> Iterator[R]:
         import dask
-        from distributed import as_completed
 
         with self.reporter.progress(total=len(items), desc=desc, unit="task") as progress:
             if self.scheduler == "synchronous":
@@ -91,33 +109,51 @@ class DaskEngine:
                     yield dask.compute(dask.delayed(function, pure=False)(item), scheduler="synchronous")[0]
                     progress.update()
                 return
-            results: Dict[int, R] = {}
-            with self._client() as client:
-                futures = client.map(function, items, pure=False, retries=RETRIES)
-                position = {future.key: i for i, future in enumerate(futures)}
-                completed = as_completed(futures, with_results=True)
-                del futures  # a result then leaves its worker's memory once it is here
-                for future, result in completed:
-                    results[position[future.key]] = result
-                    progress.update()
+            with contextlib.ExitStack() as stack:
+                client = self._client or stack.enter_context(self._connect())
+                results = _run_on(client, function, items, progress)
             for i in range(len(items)):
                 yield results.pop(i)
 
     @contextlib.contextmanager
-    def _client(self):
+    def _connect(self):
         from distributed import Client, LocalCluster
 
         if self.scheduler is not None:
             try:
-                with Client(self.scheduler, timeout="20s") as client:
-                    yield client
-            except OSError as exc:
-                raise OccprepError(f"--scheduler {self.scheduler}: cannot reach the Dask scheduler ({exc}); "
-                                   "check the address, or drop --scheduler to start a local cluster") from None
+                client = Client(self.scheduler, timeout="20s")
+            except (OSError, ValueError, TypeError) as exc:
+                raise OccprepError(f"--scheduler {self.scheduler}: no Dask scheduler reached there ({exc}); give "
+                                   "its address (tcp://HOST:8786), 'synchronous', or no --scheduler for a local "
+                                   "cluster") from None
+            with client:
+                yield client
             return
         with LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, memory_limit="auto",
-                          dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+                          dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
             yield client
+
+
+def _run_on(client, function: Callable[[T], R], items: Sequence[T], progress) -> Dict[int, R]:
+    """Position -> result of every item, run on a Dask `client`. Each result leaves its worker's memory as soon
+    as it is here; tasks still pending when this fails or is interrupted are cancelled."""
+    from distributed import as_completed
+
+    futures = client.map(function, items, pure=False, retries=RETRIES)
+    position = {future.key: i for i, future in enumerate(futures)}
+    pending = set(futures)
+    completed = as_completed(futures, with_results=True)
+    del futures
+    results: Dict[int, R] = {}
+    try:
+        for future, result in completed:
+            pending.discard(future)
+            results[position[future.key]] = result
+            progress.update()
+    finally:
+        if pending:
+            client.cancel(list(pending))
+    return results
 
 
 def make_engine(name: str, scheduler: Optional[str], workers: Optional[int], reporter: Reporter):

@@ -56,9 +56,11 @@ class InfoParts:
     """
 
     def __init__(self, scan: Scan, temporal: Temporal, can_bus: np.ndarray, config: DatasetConfig,
-                 root_path: str, messages: Optional[CanBus] = None) -> None:
+                 root_path: str, messages: Optional[CanBus] = None, cwd: Optional[str] = None) -> None:
         self.scan, self.temporal, self.can_bus, self.config = scan, temporal, can_bus, config
         self.root_path = root_path
+        self.cwd = cwd or os.getcwd()
+        """The folder a `data_path` under it is written relative to (the reference strips it)."""
         self.messages = messages if messages is not None else CanBus(poses={}, missing={})
         """The CAN bus messages, for targets that read more than the `can_bus` slots (VAD)."""
         readings = scan.readings
@@ -93,7 +95,7 @@ class InfoParts:
         """`data_path` of every reading under `root` (default: the root as typed), computed once per root."""
         root = self.root_path if root is None else root
         if root not in self._data_paths:
-            self._data_paths[root] = data_paths(root, self.scan.readings.filename, os.getcwd())
+            self._data_paths[root] = data_paths(root, self.scan.readings.filename, self.cwd)
         return self._data_paths[root]
 
     def lidar_path(self, s: int, root: Optional[str] = None) -> str:

@@ -260,7 +260,8 @@ def _flatten_v1x(info: dict, metainfo: dict) -> dict:
         flat["lidar_path"] = info["lidar_points"]["lidar_path"]
     if isinstance(info.get("images"), dict):
         flat["cams"] = {name: {"data_path": cam.get("img_path"), **cam} for name, cam in info["images"].items()}
-    names = {v: k for k, v in (metainfo.get("categories") or {}).items()}
+    names = {label: name for name, label in (metainfo.get("categories") or {}).items() if label != -1}
+    names[-1] = "(ignored, label -1)"  # several categories share it: the name is not in the pickle
     if isinstance(info.get("instances"), list):
         flat["gt_names"] = [names.get(inst.get("bbox_label_3d"), str(inst.get("bbox_label_3d")))
                             for inst in info["instances"]]

@@ -350,7 +350,10 @@ def _check_infos_files(options: MergeOptions) -> None:
     others = sorted({t.name for p in Path(options.infos_dir).glob("*.pkl") for t in targets().values()
                      if t.name != target.name and t.parse_file_name(p.name)} - {"mmdet3d-v2"})
     first = wanted[absent[0]]
-    if tags and options.extra_tag not in tags:
+    if first.with_name(f"{first.stem}.index.json").is_file():
+        hint = ("it is a create-infos --sharded-output index there; merge-occ reads whole pickles: create the infos "
+                "without --sharded-output")
+    elif tags and options.extra_tag not in tags:
         hint = (f"{options.infos_dir} holds infos tagged {', '.join(tags)}: use --extra-tag "
                 f"{(closest(options.extra_tag, tags) or tags)[0]}")
     elif found:

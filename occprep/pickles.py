@@ -110,6 +110,9 @@ class _SafeUnpickler(pickle.Unpickler):
 def load_pickle(path: Path) -> Any:
     """Load a pickle that may come from anywhere, admitting only numpy arrays and builtins."""
     path = Path(path)
+    if path.name.endswith(".index.json"):
+        raise OccprepError(f"{path}: the index of a create-infos --sharded-output, not a pickle; only occprep inspect "
+                           "reads an index: give one of the pickles it lists (<file stem>/part-NNNNN.pkl)")
     try:
         with open(path, "rb") as handle:
             return _SafeUnpickler(handle, path).load()

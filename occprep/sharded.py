@@ -293,6 +293,7 @@ def create_infos_from_shards(shards: Path, root_path: str, out_dir: Path, extra_
     lines. Raises OccprepError for an unfinished or corrupt shard folder (naming the shard and its scenes)
     and for everything `create_infos` refuses; nothing is written then."""
     reporter = reporter or Reporter("create-infos", quiet=True)
+    options = replace(options, cwd=options.cwd or os.getcwd())  # tasks may run in other working directories
     chosen = options.chosen_targets()
     manifest = open_shards(Path(shards), version)
     config = dataset_config(config_name)
@@ -390,7 +391,7 @@ def _write_sharded(tasks: List[ScanTask], tables: GlobalTables, engine, plan: Sp
     parts move into `<stem>/` and its index is written (all only once every group succeeded)."""
     chosen = options.chosen_targets()
     Path(next(iter(out_dirs.values()))).mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".occprep-shards-", dir=next(iter(out_dirs.values()))))
+    scratch = Path(os.path.abspath(tempfile.mkdtemp(prefix=".occprep-shards-", dir=next(iter(out_dirs.values())))))
     try:
         jobs = [InfoTask(task, root_path, plan, options, extra_tag, str(scratch / f"part-{task.group.bucket:05d}"))
                 for task in tasks]
@@ -404,6 +405,8 @@ def _write_sharded(tasks: List[ScanTask], tables: GlobalTables, engine, plan: Sp
                     folder = out_dirs[target.name] / Path(file_name).stem
                     parts = [(Path(job.folder) / target.name / file_name, f"part-{job.scan.group.bucket:05d}.pkl",
                               len(result.splits[split])) for job, result in zip(jobs, results) if result.splits[split]]
+                    if not parts:  # an empty split: one empty pickle of the target's structure, as create-infos
+                        parts = [(Path(jobs[0].folder) / target.name / file_name, "part-00000.pkl", 0)]
                     _move_parts(folder, [(path, name) for path, name, _ in parts])
                     index = ShardedInfos(SHARDED_INFOS, target.name, version, split, file_name,
                                          sum(samples for _, _, samples in parts),

@@ -89,3 +89,24 @@ class KillingEngine:
 
     def map(self, function, items, desc):
         return self.engine.map(DiesOnce(function, self.marker), items, desc)
+
+
+class ElsewhereEngine:
+    """An engine whose tasks run with another working directory (as on a cluster's workers)."""
+
+    def __init__(self, engine, folder: Path) -> None:
+        self.engine, self.folder = engine, folder
+
+    def map(self, function, items, desc):
+        return self.engine.map(InFolder(function, self.folder), items, desc)
+
+
+class InFolder:
+    """A task function that first changes its (worker) process's working directory to `folder`."""
+
+    def __init__(self, function, folder: Path) -> None:
+        self.function, self.folder = function, str(folder)
+
+    def __call__(self, item):
+        os.chdir(self.folder)
+        return self.function(item)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import NuScenesData
-from helpers import KillingEngine, assert_same, run_cli
+from helpers import ElsewhereEngine, KillingEngine, assert_same, run_cli, working_directory
 from occprep.create import CreateOptions, create_infos
 from occprep.engines import DaskEngine, LocalEngine
 from occprep.inspection import load_infos
@@ -202,3 +202,56 @@ def test_keyframe_file_check_on_the_engine(tmp_path):
     assert len(left_out) == 1 and gone in next(iter(left_out.values()))
     assert got["versions"][0]["scenes_left_out"] == left_out
     assert pickles(tmp_path / "gathered") == pickles(tmp_path / "single")
+
+
+def test_relative_paths_from_workers_in_another_folder(generated_mini, tmp_path):
+    """Relative --shards, --root-path and --out-dir, workers in another working directory, file check on."""
+    synthesize(tmp_path / "data", "v1.0-mini", scenes=2, samples_per_scene=5, occ=(), blobs="empty")
+    (tmp_path / "elsewhere").mkdir()
+    with working_directory(tmp_path):
+        shard_version(Path("data/nuscenes"), "v1.0-mini", Path("data"), Path("shards"), scenes_per_bucket=1,
+                      reporter=QUIET)
+        options = CreateOptions(targets=("bevformer", "vad"))
+        create_infos("data/nuscenes", Path("single"), "nuscenes", "v1.0-mini", Path("data"), options=options)
+        for sharded_output in (False, True):
+            create_infos_from_shards(Path("shards"), "data/nuscenes", Path(f"out-{sharded_output}"), "nuscenes",
+                                     "v1.0-mini", ElsewhereEngine(LocalEngine(2, QUIET), tmp_path / "elsewhere"),
+                                     options=options, sharded_output=sharded_output)
+    assert pickles(tmp_path / "out-False") == pickles(tmp_path / "single")
+    joined, _, _ = load_infos(tmp_path / "out-True" / "nuscenes_infos_temporal_train.index.json")
+    want = load_pickle(tmp_path / "single" / "nuscenes_infos_temporal_train.pkl")
+    assert_same(sorted(joined["infos"], key=token_of), sorted(want["infos"], key=token_of), "train", tolerance=0)
+    assert not list((tmp_path / "elsewhere").iterdir())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--engine", "dask", "--scheduler", "foo"], "--scheduler foo: no Dask scheduler reached there"),
+    (["--format", "solo"], "--format does not apply to --shards"),
+    (["--version", "v1.0-mini-typo"], "use --version v1.0-mini"),
+])
+def test_shard_flag_mistakes(shuffled, tmp_path, monkeypatch, capsys, args, message):
+    data, shards = shuffled
+    command = ["create-infos", "--shards", shards, "--version", "v1.0-mini", "--root-path", data.root,
+               "--out-dir", tmp_path, "--no-file-check", "--quiet"]
+    code, _, err = run_cli(command + args, monkeypatch, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_version_folder_given_as_shards(shuffled, tmp_path, monkeypatch, capsys):
+    data, shards = shuffled
+    code, _, err = run_cli(["create-infos", "--shards", shards / "v1.0-mini", "--version", "v1.0-mini",
+                            "--root-path", data.root, "--out-dir", tmp_path, "--quiet"], monkeypatch, capsys)
+    assert code == 2 and f"use --shards {shards} --version v1.0-mini" in err
+
+
+def test_empty_split_index_and_index_given_as_pickle(real_mini, tmp_path, monkeypatch, capsys):
+    """The real scene is in mini_val: train's index names one empty pickle; inspect says 0 samples; commands
+    that take pickles say what an index is."""
+    shard_version(real_mini.root, "v1.0-mini", real_mini.canbus, tmp_path / "shards", reporter=QUIET)
+    create_infos_from_shards(tmp_path / "shards", str(real_mini.root), tmp_path / "out", "nuscenes", "v1.0-mini",
+                             LocalEngine(1, QUIET), options=CreateOptions(file_check=False), sharded_output=True)
+    index = tmp_path / "out" / "nuscenes_infos_temporal_train.index.json"
+    code, out, err = run_cli(["inspect", index], monkeypatch, capsys)
+    assert code == 0 and "samples     0" in out, err
+    code, _, err = run_cli(["show", index], monkeypatch, capsys)
+    assert code == 2 and "only occprep inspect reads an index" in err

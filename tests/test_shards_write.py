@@ -1,13 +1,17 @@
 """`occprep shard` (occprep.shards.write): routing, Parquet layout, determinism, re-runs, atomicity, errors."""
 
+import io
 import json
 import os
 import random
+import re
 import shutil
+import warnings
 from pathlib import Path
 
 import msgspec
 import pytest
+from tqdm import tqdm
 
 pq = pytest.importorskip("pyarrow.parquet")
 pytest.importorskip("ijson")
@@ -15,9 +19,9 @@ pytest.importorskip("ijson")
 from helpers import run_cli  # noqa: E402
 from occprep.errors import OccprepError  # noqa: E402
 from occprep.shards import write  # noqa: E402
-from occprep.shards.files import (CAN_BUS_KINDS, FORMAT, GLOBAL_TABLES, INDEX_COLUMNS, ROUTED_TABLES,  # noqa: E402
-                                  Manifest, global_table_path, index_path, marker_path, part_path, row_count_columns,
-                                  version_dir)
+from occprep.shards.files import (CAN_BUS_KINDS, FORMAT, GLOBAL_TABLES, ID_KEY, INDEX_COLUMNS, MARKER,  # noqa: E402
+                                  ROUTED_TABLES, Manifest, global_table_path, index_path, marker_path, part_path,
+                                  row_count_columns, version_dir)
 from occprep.shards.write import shard_version  # noqa: E402
 from occprep.synth import synthesize  # noqa: E402
 from occprep.tables import TABLE_TYPES, read_table  # noqa: E402
@@ -213,6 +217,28 @@ def test_deterministic(synth, synth_shards, tmp_path):
     assert folder_bytes(version_dir(tmp_path, VERSION)) == folder_bytes(version_dir(synth_shards, VERSION))
 
 
+def read_manifest(shards: Path) -> Manifest:
+    return msgspec.json.decode(marker_path(shards, VERSION).read_bytes(), type=Manifest)
+
+
+def test_outputs_list_every_file_but_the_marker(synth_shards):
+    files = {name: len(content) for name, content in folder_bytes(version_dir(synth_shards, VERSION)).items()
+             if name != MARKER}
+    assert read_manifest(synth_shards).outputs == files
+    assert "index.parquet" in files and "tables/scene.json" in files and "can_bus/part-00001.parquet" in files
+
+
+def test_every_parquet_file_carries_the_run_id(synth, synth_shards, tmp_path):
+    manifest = read_manifest(synth_shards)
+    assert re.fullmatch("[0-9a-f]{64}", manifest.id)
+    parquet = sorted(version_dir(synth_shards, VERSION).rglob("*.parquet"))
+    assert len(parquet) == 1 + 2 * (len(ROUTED_TABLES) + 1)
+    assert {pq.read_schema(path).metadata[ID_KEY] for path in parquet} == {manifest.id.encode()}
+    other, _ = synth.shard(tmp_path, scenes_per_bucket=2)  # another run: another id
+    assert other.id != manifest.id
+    assert pq.read_schema(index_path(tmp_path, VERSION)).metadata[ID_KEY] == other.id.encode()
+
+
 def test_token_spill_to_sqlite_gives_the_same_files(synth, synth_shards, tmp_path, monkeypatch):
     lookups = []
     get = write._TokenMap.get
@@ -267,6 +293,32 @@ def test_rerun_skips_unchanged_and_rebuilds_changed(synth, tmp_path):
     assert not list(out.glob(".*"))
 
 
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_rerun_repairs_a_damaged_part(synth, synth_shards, tmp_path, damage):
+    shutil.copytree(version_dir(synth_shards, VERSION), version_dir(tmp_path, VERSION))
+    part = part_path(tmp_path, VERSION, "sample_data", 1)
+    if damage == "delete":
+        part.unlink()
+    else:
+        part.write_bytes(part.read_bytes()[:100])
+    assert synth.shard(tmp_path, scenes_per_bucket=PER_BUCKET)[1] is False
+    assert folder_bytes(version_dir(tmp_path, VERSION)) == folder_bytes(version_dir(synth_shards, VERSION))
+    assert synth.shard(tmp_path, scenes_per_bucket=PER_BUCKET)[1] is True
+
+
+def test_force_rebuilds_unchanged_inputs(synth, synth_shards, tmp_path, monkeypatch, capsys):
+    shutil.copytree(version_dir(synth_shards, VERSION), version_dir(tmp_path, VERSION))
+    marker = marker_path(tmp_path, VERSION)
+    os.utime(marker, ns=(0, 0))
+    assert synth.shard(tmp_path, scenes_per_bucket=PER_BUCKET, force=True)[1] is False
+    assert marker.stat().st_mtime_ns != 0
+    assert folder_bytes(version_dir(tmp_path, VERSION)) == folder_bytes(version_dir(synth_shards, VERSION))
+    code, _, err = shard_cli(synth, tmp_path, monkeypatch, capsys)
+    assert code == 0 and "skipped: unchanged inputs; --force rebuilds" in err, err
+    code, _, err = shard_cli(synth, tmp_path, monkeypatch, capsys, "--force")
+    assert code == 0 and "skipped" not in err, err
+
+
 def test_folder_without_marker_is_rebuilt(synth, synth_shards, tmp_path):
     shutil.copytree(version_dir(synth_shards, VERSION), version_dir(tmp_path, VERSION))
     marker_path(tmp_path, VERSION).unlink()
@@ -312,6 +364,21 @@ def test_replace_failure_restores_the_old_folder(synth, tmp_path, monkeypatch):
         data.shard(out, scenes_per_bucket=PER_BUCKET)
     assert folder_bytes(version_dir(out, VERSION)) == before
     assert sorted(p.name for p in out.iterdir()) == [VERSION]
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("disk on fire"), KeyboardInterrupt()])
+def test_failed_run_removes_the_out_folder_it_created(synth, tmp_path, monkeypatch, failure):
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(write, "_write_can_bus", fail)
+    with pytest.raises(type(failure)):
+        synth.shard(tmp_path / "shards", scenes_per_bucket=PER_BUCKET)
+    assert not (tmp_path / "shards").exists()
+    (tmp_path / "given").mkdir()  # an --out that was there stays
+    with pytest.raises(type(failure)):
+        synth.shard(tmp_path / "given", scenes_per_bucket=PER_BUCKET)
+    assert (tmp_path / "given").is_dir() and not list((tmp_path / "given").iterdir())
 
 
 def shard_cli(data: Data, out: Path, monkeypatch, capsys, *extra):
@@ -361,7 +428,7 @@ def test_malformed_tables(synth, tmp_path, monkeypatch, capsys, table, content, 
     path.write_text(content(json.dumps(data.table(table))))
     code, _, err = shard_cli(data, tmp_path / "shards", monkeypatch, capsys, "-q")
     one_line_error(code, err, str(path), *parts)
-    assert not (tmp_path / "shards").exists() or not list((tmp_path / "shards").iterdir())
+    assert not (tmp_path / "shards").exists()
 
 
 def test_bad_record_is_numbered(synth, tmp_path):
@@ -403,3 +470,74 @@ def test_canbus_flag_mix_up_is_corrected(synth, tmp_path, monkeypatch, capsys):
     assert code == 0 and f"used {synth.canbus}" in err, err
     manifest = msgspec.json.decode(marker_path(tmp_path, VERSION).read_bytes(), type=Manifest)
     assert manifest.canbus == str(synth.canbus) and manifest.rows["can_bus"] == 4
+
+
+def test_never_replaces_the_dataset_version_folder(synth, tmp_path, monkeypatch, capsys):
+    data = synth.copy_to(tmp_path / "data")
+    before = folder_bytes(data.tables)
+    code, _, err = shard_cli(data, data.root, monkeypatch, capsys)
+    one_line_error(code, err, f"{data.tables} is not a shard folder (it holds attribute.json, calibrated_sensor.json, "
+                   "category.json and 10 more); choose another --out")
+    assert folder_bytes(data.tables) == before and sorted(p.name for p in data.root.iterdir()) == [VERSION]
+
+
+def test_refuses_a_folder_holding_other_files(synth, synth_shards, tmp_path, monkeypatch, capsys):
+    shutil.copytree(version_dir(synth_shards, VERSION), version_dir(tmp_path, VERSION))
+    marker_path(tmp_path, VERSION).unlink()
+    (version_dir(tmp_path, VERSION) / "notes.txt").write_text("mine")
+    code, _, err = shard_cli(synth, tmp_path, monkeypatch, capsys)
+    one_line_error(code, err, f"{version_dir(tmp_path, VERSION)} is not a shard folder (it holds notes.txt)")
+    assert (version_dir(tmp_path, VERSION) / "notes.txt").read_text() == "mine"
+
+
+def test_refuses_an_out_overlapping_the_dataset(synth, tmp_path, monkeypatch, capsys):
+    data = synth.copy_to(tmp_path / "data")
+    before = folder_bytes(data.tables)
+    code, _, err = shard_cli(data, data.tables / "shards", monkeypatch, capsys)
+    one_line_error(code, err, f"{data.tables / 'shards' / VERSION} is inside the dataset's version folder "
+                   f"{data.tables}; choose another --out")
+    assert not (data.tables / "shards").exists()
+    nested = tmp_path / "out" / VERSION / "tables"  # --root-path inside the would-be shard folder
+    shutil.copytree(data.tables, nested / VERSION)
+    code, _, err = run_cli(["shard", "--root-path", nested, "--version", VERSION, "--canbus", data.canbus,
+                            "--out", tmp_path / "out"], monkeypatch, capsys)
+    one_line_error(code, err, f"{tmp_path / 'out' / VERSION} holds the dataset's version folder")
+    assert folder_bytes(nested / VERSION) == before
+    link = tmp_path / "link"
+    link.symlink_to(data.root)  # the same folder by another name
+    code, _, err = shard_cli(data, link, monkeypatch, capsys)
+    one_line_error(code, err, "is not a shard folder")
+    assert folder_bytes(data.tables) == before
+
+
+def test_canbus_of_loose_pose_files_fails_as_create_infos_does(synth, tmp_path, monkeypatch, capsys):
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for path in sorted((synth.canbus / "can_bus").glob("*_pose.json"))[:2]:
+        shutil.copyfile(path, loose / path.name)
+    code, _, err = shard_cli(Data(synth.root, loose), tmp_path / "shards", monkeypatch, capsys)
+    one_line_error(code, err, f"{tmp_path / 'can_bus'}: CAN bus folder not found")
+    create_code, _, create_err = run_cli(["create-infos", "-q", "--root-path", synth.root, "--version", VERSION,
+                                          "--canbus", loose, "--out-dir", tmp_path / "infos", "--no-file-check"],
+                                         monkeypatch, capsys)
+    assert (code, err) == (create_code, create_err)
+    assert not (tmp_path / "shards").exists()
+
+
+def test_progress_shows_whole_bytes(synth, tmp_path, monkeypatch, capsys):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = shard_cli(synth, tmp_path, monkeypatch, capsys)
+    assert code == 0 and not caught, [str(w.message) for w in caught]
+    routes = re.findall(r"route \w+: [^\r\n]*?B/s\]", err)
+    counts = [count for bar in routes for count in re.search(r"\| (\S+)/(\S+) \[", bar).groups()]
+    assert counts and all(re.fullmatch(r"\d+|[\d.]{1,4}[kMGT]?", count) for count in counts), routes
+    total = tqdm.format_sizeof((synth.tables / "sample_data.json").stat().st_size, divisor=1024)
+    assert any(bar.startswith("route sample_data") and f"/{total} [" in bar for bar in routes), routes
+
+
+def test_progress_stops_at_the_total(tmp_path):
+    bar = tqdm(total=10, file=io.StringIO())
+    handle = write._Progress(io.BytesIO(b"x" * 25), bar)
+    assert len(handle.read(8)) == 8 and len(handle.read()) == 17
+    assert bar.n == 10

@@ -41,6 +41,10 @@ INDEX_COLUMNS = ("scene_row", "token", "name", "bucket", "row_group")
 """index.parquet: position in scene.json (int64), scene token and name (string), bucket and row group (int32),
 then `rows_<table>` (int64) for each routed table and `can_bus`."""
 MARKER = "_complete.json"
+ID_KEY = b"occprep.shards.id"
+"""Schema metadata key of every Parquet file of a shard folder: the run's `Manifest.id`."""
+SHARD_NAMES = frozenset({MARKER, "index.parquet", "tables", *ROUTED_TABLES, "can_bus"})
+"""Everything a version folder of shards holds: a folder with anything else is not one (never replaced)."""
 
 
 class Manifest(msgspec.Struct):
@@ -59,6 +63,13 @@ class Manifest(msgspec.Struct):
     """Input file (absolute path) -> (size in bytes, mtime in ns): a re-run with the same inputs skips the version."""
     canbus: Optional[str]
     """The folder holding can_bus/ that was read, or None (no CAN bus given)."""
+    id: str
+    """sha256 (hex) of FORMAT, version, scenes_per_bucket, canbus and inputs: the same inputs give the same id.
+    Every Parquet file of the folder carries it in its schema metadata under `ID_KEY`, so a file from another
+    shard run is recognised."""
+    outputs: Dict[str, int]
+    """Every file written (path relative to the version folder) -> its size in bytes: a re-run skips the
+    version only when they are all still there, at these sizes."""
 
 
 def version_dir(shards: Path, version: str) -> Path:

@@ -9,14 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 import functools
 import itertools
+import os
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from occprep.errors import OccprepError
 from occprep.fileio import read_json
-from occprep.shards.files import (GLOBAL_TABLES, MARKER, ROUTED_TABLES, ROW, Manifest, global_table_path, index_path,
-                                  marker_path, part_path, version_dir)
+from occprep.names import closest
+from occprep.shards.files import (GLOBAL_TABLES, ID_KEY, MARKER, ROUTED_TABLES, ROW, Manifest, global_table_path,
+                                  index_path, marker_path, part_path, version_dir)
 from occprep.scan import ReadingFilter
 from occprep.tables import TABLE_TYPES, Tables, read_table
 
@@ -42,6 +44,8 @@ class SceneGroup:
     """The scenes' positions in scene.json."""
     scenes: Tuple[str, ...]
     """The scenes' names."""
+    shard_id: str
+    """The shard run's `Manifest.id`, which every file read must carry."""
 
     def describe(self) -> str:
         """The shard and its scenes, for errors."""
@@ -51,32 +55,50 @@ class SceneGroup:
 
 def open_shards(shards: Path, version: str) -> Manifest:
     """The manifest of a finished shard folder. Raises OccprepError when the version folder is missing or
-    unfinished (no `_complete.json`: an interrupted `occprep shard`)."""
+    unfinished (no `_complete.json`: an interrupted `occprep shard`), naming the fix."""
     folder = version_dir(shards, version)
     if not folder.is_dir():
-        present = sorted(p.name for p in Path(shards).iterdir() if p.is_dir()) if Path(shards).is_dir() else []
-        hint = f" (present: {', '.join(present)})" if present else ""
-        raise OccprepError(f"--shards {shards}: no folder {folder}{hint}; run occprep shard --version {version} "
-                           f"--out {shards} first")
+        if (Path(shards) / MARKER).is_file():
+            raise OccprepError(f"--shards {shards} is a version folder of shards; use --shards {Path(shards).parent} "
+                               f"--version {Path(shards).name}")
+        present = sorted(p.name for p in Path(shards).iterdir() if (p / MARKER).is_file()) \
+            if Path(shards).is_dir() else []
+        if present:
+            meant = closest(version, present)
+            hint = f"use --version {meant[0]}" if meant else "use one of them as --version"
+            raise OccprepError(f"--shards {shards}: no shards of {version} (present: {', '.join(present)}); {hint}")
+        raise OccprepError(f"--shards {shards}: no shards of {version} there; make them first with occprep shard "
+                           f"--root-path ROOT --version {version} --canbus DIR --out {shards}")
     if not marker_path(shards, version).is_file():
-        raise OccprepError(f"{folder}: not a finished shard folder (no {MARKER}: the shard run was interrupted); "
-                           "run occprep shard again")
+        raise OccprepError(f"{folder}: not a finished shard folder (no {MARKER}: the shard run was interrupted or "
+                           "damaged); run occprep shard again")
     return read_json(marker_path(shards, version), Manifest)
 
 
 def scene_groups(shards: Path, version: str) -> List[SceneGroup]:
     """One group per bucket, in scene-table order. Raises OccprepError for an unfinished or unreadable folder."""
-    open_shards(shards, version)
+    manifest = open_shards(shards, version)
+    shards = Path(os.path.abspath(shards))  # the same folder from workers in other working directories
     path = index_path(shards, version)
     try:
-        index = _pyarrow().read_table(path, columns=["scene_row", "name", "bucket", "row_group"]).to_pydict()
+        table = _pyarrow().read_table(path, columns=["scene_row", "name", "bucket", "row_group"])
     except (OSError, ValueError) as exc:
         raise OccprepError(f"{path}: unreadable shard index ({exc}); run occprep shard again") from None
+    _check_id(table.schema, manifest.id, path, "run occprep shard again")
+    index = table.to_pydict()
     members: Dict[int, List[Tuple[int, int, str]]] = {}
     for scene_row, name, bucket, row_group in zip(index["scene_row"], index["name"], index["bucket"],
                                                   index["row_group"]):
         members.setdefault(bucket, []).append((row_group, scene_row, name))
-    return [SceneGroup(str(shards), version, bucket, *map(tuple, zip(*members[bucket]))) for bucket in sorted(members)]
+    return [SceneGroup(str(shards), version, bucket, *map(tuple, zip(*members[bucket])), manifest.id)
+            for bucket in sorted(members)]
+
+
+def _check_id(schema, shard_id: str, path: Path, fix: str) -> None:
+    """Raise OccprepError unless the Parquet `schema` carries the shard run's id."""
+    found = (schema.metadata or {}).get(ID_KEY, b"").decode()
+    if found != shard_id:
+        raise OccprepError(f"{path}: from another shard run than the folder's {MARKER}; {fix}")
 
 
 @dataclass(frozen=True)
@@ -158,7 +180,9 @@ def _read_rows(group: SceneGroup, table: str, columns: List[str]):
     """The group's row groups of one bucket file, as a pyarrow Table of `columns`."""
     path = part_path(Path(group.shards), group.version, table, group.bucket)
     try:
-        return _pyarrow().ParquetFile(path).read_row_groups(list(group.row_groups), columns=columns)
+        parquet = _pyarrow().ParquetFile(path)
+        _check_id(parquet.schema_arrow, group.shard_id, path, f"{group.describe()}: run occprep shard --force")
+        return parquet.read_row_groups(list(group.row_groups), columns=columns)
     except FileNotFoundError:
         raise OccprepError(f"{path}: missing; {group.describe()}: run occprep shard again") from None
     except (OSError, ValueError, KeyError) as exc:

@@ -8,12 +8,14 @@ and written as Parquet, one row group per scene. Memory is bounded by one bucket
 instance token maps, and `memory_tokens` ego pose tokens (more spill to an SQLite table on disk).
 
 Everything is built in a temporary folder beside the target, `_complete.json` last, then renamed
-into place: a version folder either has its marker and every file, or is rebuilt.
+into place: a version folder either has its marker and every file, or is rebuilt. Only a shard folder
+(nothing but `SHARD_NAMES`) is ever replaced, never the dataset's own version folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import shutil
@@ -26,8 +28,9 @@ from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence,
 
 import msgspec
 import numpy as np
+from tqdm import tqdm
 
-from occprep.canbus import scene_number
+from occprep.canbus import read_can_bus, scene_number
 from occprep.config import DatasetConfig, dataset_config
 from occprep.create import resolve_canbus
 from occprep.errors import OccprepError
@@ -35,9 +38,9 @@ from occprep.layout import check_root_path, version_folders
 from occprep.names import closest
 from occprep.reporting import Reporter
 from occprep.scan import unresolved
-from occprep.shards.files import (CAN_BUS_KINDS, FORMAT, GLOBAL_TABLES, INDEX_COLUMNS, MARKER, ROUTED_TABLES, ROW,
-                                  Manifest, global_table_path, index_path, marker_path, part_path, row_count_columns,
-                                  version_dir)
+from occprep.shards.files import (CAN_BUS_KINDS, FORMAT, GLOBAL_TABLES, ID_KEY, INDEX_COLUMNS, MARKER, ROUTED_TABLES,
+                                  ROW, SHARD_NAMES, Manifest, global_table_path, index_path, marker_path, part_path,
+                                  row_count_columns, version_dir)
 from occprep.tables import TABLE_TYPES, Scene, read_table
 from occprep.workers import gc_paused
 
@@ -63,17 +66,22 @@ UNROUTED_TABLES = ("instance", "ego_pose")
 """Tables whose records may name no scene (`Manifest.unrouted`)."""
 SPILL = "_spill"
 """Sub-folder of the temporary folder holding the spill files (removed before the marker is written)."""
+NAMES_SHOWN = 3
+"""Names of a foreign folder's entries quoted in the error that refuses it."""
 
 
 def shard_version(root: Path, version: str, canbus_root: Optional[Path], shards: Path, scenes_per_bucket: int = 64,
-                  reporter: Optional[Reporter] = None, memory_tokens: int = 5_000_000) -> Tuple[Manifest, bool]:
+                  reporter: Optional[Reporter] = None, memory_tokens: int = 5_000_000,
+                  force: bool = False) -> Tuple[Manifest, bool]:
     """Write `shards/<version>/` from `<root>/<version>/` (13 tables) and `<canbus_root>/can_bus/` (None: no CAN bus).
 
-    Returns (the manifest, skipped): skipped when a complete shard folder of the same inputs (size and
-    mtime of every file read), `scenes_per_bucket` and CAN bus folder is already there. `memory_tokens`:
-    ego pose tokens kept in a dict; beyond it they go to an SQLite table in the temporary folder.
-    Errors (OccprepError, one line): missing folder or table, bad --canbus, malformed JSON or record,
-    a token that resolves to no record; the previous shard folder is then left as it was.
+    Returns (the manifest, skipped): skipped, unless `force`, when a complete shard folder of the same run
+    id (`Manifest.id`: inputs, `scenes_per_bucket`, CAN bus folder) is already there with every output at
+    its recorded size. `memory_tokens`: ego pose tokens kept in a dict; beyond it they go to an SQLite table
+    in the temporary folder. Errors (OccprepError, one line): missing folder or table, bad --canbus,
+    `shards/<version>` not a shard folder or overlapping the dataset's version folder, malformed JSON or
+    record, a token that resolves to no record; the previous shard folder is then left as it was, and
+    `shards` is removed if this run created it and it is empty.
     """
     if pa is None or ijson is None:
         raise OccprepError(EXTRA_MISSING)
@@ -81,44 +89,49 @@ def shard_version(root: Path, version: str, canbus_root: Optional[Path], shards:
         raise OccprepError(f"--scenes-per-bucket {scenes_per_bucket}: give at least 1")
     reporter = reporter or Reporter("shard", quiet=True)
     tables_dir = _tables_dir(root, version)
-    canbus, notes = resolve_canbus(canbus_root, str(root)) if canbus_root is not None else (None, [])
-    for note in notes:
-        reporter.info(note)
+    target = version_dir(shards, version)
+    _check_target(target, tables_dir)
+    canbus = _canbus_folder(canbus_root, root, reporter)
     canbus_name = None if canbus is None else os.path.abspath(canbus)
     scenes = read_table(tables_dir, "scene")
     canbus_files = _canbus_files(canbus, scenes, dataset_config("nuscenes"))
     inputs = _inputs(tables_dir, canbus_files)
+    run_id = _run_id(version, scenes_per_bucket, canbus_name, inputs)
     done = _finished(shards, version)
-    if (done is not None and done.format == FORMAT and done.scenes_per_bucket == scenes_per_bucket
-            and done.canbus == canbus_name and done.inputs == inputs):
+    if not force and done is not None and done.id == run_id and _outputs_intact(target, done.outputs):
         return done, True
+    created = not Path(shards).exists()
     building = _temporary_folder(Path(shards), version)
     try:
         with gc_paused():
-            rows, unrouted = _build(building, tables_dir, scenes, canbus_files, scenes_per_bucket, memory_tokens,
-                                    reporter)
+            rows, unrouted = _build(_Layout(building, len(scenes), scenes_per_bucket, run_id), tables_dir, scenes,
+                                    canbus_files, memory_tokens, reporter)
         manifest = Manifest(format=FORMAT, version=version, scenes=len(scenes),
                             buckets=_bucket_count(len(scenes), scenes_per_bucket), scenes_per_bucket=scenes_per_bucket,
-                            rows=rows, unrouted=unrouted, inputs=inputs, canbus=canbus_name)
+                            rows=rows, unrouted=unrouted, inputs=inputs, canbus=canbus_name, id=run_id,
+                            outputs=_outputs(building))
         _write_file(building / MARKER, msgspec.json.format(msgspec.json.encode(manifest), indent=2) + b"\n")
-        _replace(building, version_dir(shards, version))
+        _replace(building, target)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                Path(shards).rmdir()  # only when empty
         raise
     return manifest, False
 
 
 def summarize(manifest: Manifest, skipped: bool, shards: Path, elapsed: float) -> Tuple[dict, List[str]]:
-    """The summary of a `shard_version` run: JSON for `--report` (the manifest without its inputs) and the
-    lines printed at the end."""
+    """The summary of a `shard_version` run: JSON for `--report` (the manifest, its inputs and outputs
+    counted) and the lines printed at the end."""
     target = version_dir(shards, manifest.version)
-    report = {"out": str(target), "skipped": skipped, "inputs": len(manifest.inputs),
-              **{key: value for key, value in msgspec.structs.asdict(manifest).items() if key != "inputs"}}
+    report = {**msgspec.structs.asdict(manifest), "out": str(target), "skipped": skipped,
+              "inputs": len(manifest.inputs), "outputs": len(manifest.outputs)}
     lines = [f"{manifest.version}: {manifest.scenes} scenes in {manifest.buckets} bucket(s) of "
              f"{manifest.scenes_per_bucket} -> {target}",
              "rows: " + ", ".join(f"{table} {count}" for table, count in manifest.rows.items()),
              "unrouted: " + ", ".join(f"{table} {count}" for table, count in manifest.unrouted.items()),
-             f"wall time {elapsed:.1f} s" + (" (skipped: unchanged inputs)" if skipped else "")]
+             f"wall time {elapsed:.1f} s" + (" (skipped: unchanged inputs; --force rebuilds)" if skipped else "")]
     if manifest.canbus is None:
         lines.insert(2, "no CAN bus folder given: the can_bus parts are empty")
     return report, lines
@@ -138,6 +151,35 @@ def _tables_dir(root: Path, version: str) -> Path:
         raise OccprepError(f"{folder}: no {', '.join(f'{name}.json' for name in missing)}; a version folder holds "
                            "the 13 nuScenes tables")
     return folder
+
+
+def _check_target(target: Path, tables_dir: Path) -> None:
+    """Refuse a `--out` whose `<version>` folder `target` is not ours to replace: a file, a folder holding
+    anything but `SHARD_NAMES`, or one that is, holds or lies inside the dataset's version folder."""
+    if target.exists() and not target.is_dir():
+        raise OccprepError(f"{target}: is a file; remove it or choose another --out")
+    foreign = sorted(set(os.listdir(target)) - SHARD_NAMES) if target.is_dir() else []
+    if foreign:
+        more = f" and {len(foreign) - NAMES_SHOWN} more" if len(foreign) > NAMES_SHOWN else ""
+        raise OccprepError(f"{target} is not a shard folder (it holds {', '.join(foreign[:NAMES_SHOWN])}{more}); "
+                           "choose another --out")
+    built, dataset = target.resolve(), tables_dir.resolve()
+    relation = ("is" if built == dataset else "holds" if built in dataset.parents
+                else "is inside" if dataset in built.parents else None)
+    if relation is not None:
+        raise OccprepError(f"{target} {relation} the dataset's version folder {tables_dir}; choose another --out")
+
+
+def _canbus_folder(canbus_root: Optional[Path], root: Path, reporter: Reporter) -> Optional[Path]:
+    """The folder holding can_bus/ (`resolve_canbus`, telling its correction notes), or None without
+    `canbus_root`. A corrected folder without can_bus/ fails with create-infos' error (`read_can_bus`)."""
+    if canbus_root is None:
+        return None
+    canbus, notes = resolve_canbus(canbus_root, str(root))
+    read_can_bus(canbus, (), dataset_config("nuscenes"), Reporter("shard", quiet=True))  # no scenes: the check only
+    for note in notes:
+        reporter.info(note)
+    return canbus
 
 
 def _canbus_files(canbus: Optional[Path], scenes: Sequence[Scene], config: DatasetConfig) -> List[List[Tuple[str, Path]]]:
@@ -167,6 +209,27 @@ def _inputs(tables_dir: Path, canbus_files: List[List[Tuple[str, Path]]]) -> Dic
     return inputs
 
 
+def _run_id(version: str, scenes_per_bucket: int, canbus: Optional[str], inputs: Dict[str, Tuple[int, int]]) -> str:
+    """`Manifest.id`: sha256 (hex) of the JSON of (FORMAT, version, scenes_per_bucket, canbus, inputs sorted
+    by path)."""
+    key = [FORMAT, version, scenes_per_bucket, canbus, sorted([path, *stat] for path, stat in inputs.items())]
+    return hashlib.sha256(msgspec.json.encode(key)).hexdigest()
+
+
+def _outputs(folder: Path) -> Dict[str, int]:
+    """`Manifest.outputs`: every file in `folder` (path relative to it, / separated) -> its size in bytes."""
+    return {path.relative_to(folder).as_posix(): path.stat().st_size for path in sorted(folder.rglob("*"))
+            if path.is_file()}
+
+
+def _outputs_intact(folder: Path, outputs: Dict[str, int]) -> bool:
+    """Whether every file of `outputs` is in `folder` at its recorded size."""
+    try:
+        return all((folder / name).stat().st_size == size for name, size in outputs.items())
+    except OSError:
+        return False
+
+
 def _finished(shards: Path, version: str) -> Optional[Manifest]:
     """The manifest of a complete shard folder of `version`, or None (no folder, no marker, unreadable marker)."""
     try:
@@ -186,22 +249,21 @@ def _temporary_folder(shards: Path, version: str) -> Path:
     return building
 
 
-def _build(out: Path, tables_dir: Path, scenes: List[Scene], canbus_files: List[List[Tuple[str, Path]]],
-           scenes_per_bucket: int, memory_tokens: int, reporter: Reporter) -> Tuple[Dict[str, int], Dict[str, int]]:
-    """Write every file but the marker into the shard folder `out` (its name stands for the version in the
-    `files` paths); returns (table or 'can_bus' -> rows written, table -> records routed to no scene)."""
+def _build(layout: "_Layout", tables_dir: Path, scenes: List[Scene], canbus_files: List[List[Tuple[str, Path]]],
+           memory_tokens: int, reporter: Reporter) -> Tuple[Dict[str, int], Dict[str, int]]:
+    """Write every file but the marker into the shard folder `layout.out`; returns (table or 'can_bus' -> rows
+    written, table -> records routed to no scene)."""
     with reporter.stage("tables"):
         for name in GLOBAL_TABLES:
             read_table(tables_dir, name)
-            destination = global_table_path(out.parent, out.name, name)
+            destination = global_table_path(layout.out.parent, layout.out.name, name)
             destination.parent.mkdir(exist_ok=True)
             shutil.copyfile(tables_dir / f"{name}.json", destination)
             _fsync(destination)
-    spill_dir = out / SPILL
+    spill_dir = layout.out / SPILL
     spill_dir.mkdir()
-    spills = {table: _Spill(spill_dir, table, scenes_per_bucket) for table in ROUTED_TABLES}
+    spills = {table: _Spill(spill_dir, table, layout.per_bucket) for table in ROUTED_TABLES}
     unrouted = _route_tables(tables_dir, scenes, spills, spill_dir, memory_tokens, reporter)
-    layout = _Layout(out, len(scenes), scenes_per_bucket)
     counts = {}
     for table in ROUTED_TABLES:
         with reporter.stage(f"write {table}"):
@@ -209,7 +271,7 @@ def _build(out: Path, tables_dir: Path, scenes: List[Scene], canbus_files: List[
     shutil.rmtree(spill_dir)
     with reporter.stage("write can_bus"):
         counts["can_bus"] = _write_can_bus(layout, scenes, canbus_files, reporter)
-    _write_index(index_path(out.parent, out.name), scenes, scenes_per_bucket, counts)
+    _write_index(layout, scenes, counts)
     return {table: int(count.sum()) for table, count in counts.items()}, unrouted
 
 
@@ -280,24 +342,30 @@ def _route(path: Path, table: str, spill: "_Spill", field: str, scene_of: Callab
 
 
 class _Progress:
-    """A binary file whose reads advance a progress bar (in MB)."""
+    """A binary file whose reads advance a progress bar in bytes (never past its total: the file may grow)."""
 
     def __init__(self, handle: BinaryIO, bar) -> None:
         self._handle, self._bar = handle, bar
 
     def read(self, size: int = -1) -> bytes:
         data = self._handle.read(size)
-        self._bar.update(len(data) / 1e6)
+        self._bar.update(min(len(data), self._bar.total - self._bar.n))
         return data
+
+
+def _byte_bar(reporter: Reporter, total: int, desc: str) -> tqdm:
+    """A progress bar over `total` bytes, shown in binary units (KiB, MiB, ...)."""
+    bar = reporter.progress(total=total, desc=desc, unit="B")
+    bar.unit_scale, bar.unit_divisor = True, 1024  # Reporter.progress takes no unit_scale
+    bar.refresh()
+    return bar
 
 
 def _stream(path: Path, table: str, reporter: Reporter) -> Iterator[Tuple[int, list]]:
     """(position of the first record, records as `TABLE_TYPES[table]`) of the JSON list in `path`, `BATCH`
     records at a time, parsed incrementally. Errors name the file and, for a bad record, its position."""
     type_ = TABLE_TYPES[table]
-    with open(path, "rb") as handle, \
-            reporter.progress(total=round(os.fstat(handle.fileno()).st_size / 1e6, 1), desc=f"route {table}",
-                              unit="MB") as bar:
+    with open(path, "rb") as handle, _byte_bar(reporter, os.fstat(handle.fileno()).st_size, f"route {table}") as bar:
         _expect_list(handle, path)
         start, objects = 0, []
         try:
@@ -477,12 +545,17 @@ def _bucket_count(scenes: int, scenes_per_bucket: int) -> int:
 
 
 class _Layout:
-    """Where the parts of the shard folder `out` go (`files.part_path`, its name standing for the version), and
-    which scenes each bucket holds."""
+    """Where the parts of the shard folder `out` go (`files.part_path`, its name standing for the version),
+    which scenes each bucket holds, and the run id every Parquet file carries."""
 
-    def __init__(self, out: Path, scenes: int, scenes_per_bucket: int) -> None:
-        self.out, self.scenes, self.per_bucket = out, scenes, scenes_per_bucket
+    def __init__(self, out: Path, scenes: int, scenes_per_bucket: int, run_id: str) -> None:
+        self.out, self.scenes, self.per_bucket, self.run_id = out, scenes, scenes_per_bucket, run_id
         self.buckets = _bucket_count(scenes, scenes_per_bucket)
+
+    @property
+    def metadata(self) -> Dict[bytes, bytes]:
+        """The schema metadata of every Parquet file: the run id under `files.ID_KEY`."""
+        return {ID_KEY: self.run_id.encode()}
 
     def scene_range(self, bucket: int) -> range:
         return range(bucket * self.per_bucket, min((bucket + 1) * self.per_bucket, self.scenes))
@@ -515,7 +588,7 @@ def _can_bus_schema() -> "pa.Schema":
 def _write_table(layout: _Layout, table: str, spill: _Spill, reporter: Reporter) -> np.ndarray:
     """Write `<table>/part-<bucket>.parquet` of every bucket from `spill`; returns the (scenes,) int64 rows
     per scene."""
-    schema = _table_schema(table)
+    schema = _table_schema(table).with_metadata(layout.metadata)
     counts = np.zeros(layout.scenes, dtype=np.int64)
     for bucket in reporter.progress(range(layout.buckets), desc=f"write {table}", unit="bucket"):
         positions, rows, records = spill.read(bucket)
@@ -556,7 +629,7 @@ def _write_can_bus(layout: _Layout, scenes: List[Scene], canbus_files: List[List
                    reporter: Reporter) -> np.ndarray:
     """Write `can_bus/part-<bucket>.parquet`: per scene, one row (scene_name, kind, content) per file in
     `canbus_files`; returns the (scenes,) int64 rows per scene."""
-    schema = _can_bus_schema()
+    schema = _can_bus_schema().with_metadata(layout.metadata)
     counts = np.array([len(files) for files in canbus_files], dtype=np.int64)
     for bucket in reporter.progress(range(layout.buckets), desc="write can_bus", unit="bucket"):
         path = layout.part("can_bus", bucket)
@@ -579,16 +652,17 @@ def _read_bytes(path: Path) -> bytes:
         raise OccprepError(f"{path}: cannot read ({exc.strerror})") from None
 
 
-def _write_index(path: Path, scenes: List[Scene], scenes_per_bucket: int, counts: Dict[str, np.ndarray]) -> None:
+def _write_index(layout: _Layout, scenes: List[Scene], counts: Dict[str, np.ndarray]) -> None:
     """index.parquet: `INDEX_COLUMNS` and the row counts of every scene, in scene-table order."""
     rows = np.arange(len(scenes), dtype=np.int64)
     columns = [pa.array(rows), pa.array([scene.token for scene in scenes], pa.string()),
                pa.array([scene.name for scene in scenes], pa.string()),
-               pa.array((rows // scenes_per_bucket).astype(np.int32)),
-               pa.array((rows % scenes_per_bucket).astype(np.int32))]
+               pa.array((rows // layout.per_bucket).astype(np.int32)),
+               pa.array((rows % layout.per_bucket).astype(np.int32))]
     columns += [pa.array(counts[name[len("rows_"):]]) for name in row_count_columns()]
-    pq.write_table(pa.Table.from_arrays(columns, names=[*INDEX_COLUMNS, *row_count_columns()]), path,
-                   compression="zstd")
+    table = pa.Table.from_arrays(columns, names=[*INDEX_COLUMNS, *row_count_columns()])
+    path = index_path(layout.out.parent, layout.out.name)
+    pq.write_table(table.replace_schema_metadata(layout.metadata), path, compression="zstd")
     _fsync(path)
 
 
@@ -609,9 +683,8 @@ def _fsync(path: Path) -> None:
 
 
 def _replace(built: Path, target: Path) -> None:
-    """Put the folder `built` at `target`: the old one is renamed away first and deleted last."""
-    if target.exists() and not target.is_dir():
-        raise OccprepError(f"{target}: is a file; remove it or choose another --out")
+    """Put the folder `built` at `target` (a shard folder, `_check_target`): the old one is renamed away first
+    and deleted last."""
     old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}" if target.exists() else None
     try:
         if old is not None:
