@@ -29,9 +29,9 @@ class Reporter:
 
     def progress(self, iterable: Optional[Iterable] = None, *, desc: str, total: Optional[int] = None,
                  unit: str = "it") -> tqdm:
-        """A tqdm bar on stderr (disabled when quiet)."""
+        """A tqdm bar on stderr (disabled when quiet); unit "B" counts bytes, shown as KB, MB, ..."""
         return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, disable=self.quiet,
-                    dynamic_ncols=True, leave=False)
+                    dynamic_ncols=True, leave=False, unit_scale=unit == "B", unit_divisor=1024)
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:

@@ -356,7 +356,6 @@ class _Progress:
 def _byte_bar(reporter: Reporter, total: int, desc: str) -> tqdm:
     """A progress bar over `total` bytes, shown in binary units (KiB, MiB, ...)."""
     bar = reporter.progress(total=total, desc=desc, unit="B")
-    bar.unit_scale, bar.unit_divisor = True, 1024  # Reporter.progress takes no unit_scale
     bar.refresh()
     return bar
 
