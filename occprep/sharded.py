@@ -24,15 +24,15 @@ import numpy as np
 
 from occprep.canbus import can_bus_of_contents
 from occprep.config import dataset_config
-from occprep.create import (CreateOptions, VersionInfos, check_config_names, empty_splits, infos_from_scan,
-                            output_dirs, summarize, write_outputs)
+from occprep.create import (ALL_VERSIONS, CreateOptions, VersionInfos, check_config_names, empty_splits,
+                            infos_from_scan, output_dirs, summarize, write_outputs)
 from occprep.errors import OccprepError
 from occprep.fileio import Staging
 from occprep.records import Annotations, CanBus, Keyframes, Readings, Scan, Scenes, Transforms, native_dtype
 from occprep.reporting import Reporter
 from occprep.scan import (AnnotationFields, DetailedAnnotationFields, DetailedSampleDataFields, EgoPoseFields,
                           ReadingFilter, SampleDataFields, scan, transforms)
-from occprep.shards.files import version_dir
+from occprep.shards.files import marker_path, version_dir
 from occprep.shards.read import SceneGroup, open_shards, read_group, scene_groups
 from occprep.splits import SplitPlan, official_plan, plan_from_file
 from occprep.tables import read_table
@@ -294,36 +294,57 @@ def create_infos_from_shards(shards: Path, root_path: str, out_dir: Path, extra_
     and for everything `create_infos` refuses; nothing is written then."""
     reporter = reporter or Reporter("create-infos", quiet=True)
     options = replace(options, cwd=options.cwd or os.getcwd())  # tasks may run in other working directories
+    versions, skipped = _versions(Path(shards), version)
+    for line in skipped:
+        reporter.info(line)
+    out_dirs, notes = output_dirs(options.chosen_targets(), Path(out_dir), options.out_dir_given)
+    with Staging() as staging, gc_paused():
+        results = [_version_from_shards(Path(shards), concrete, root_path, out_dirs, extra_tag, engine, config_name,
+                                        splits_file, options, reporter, sharded_output, staging)
+                   for concrete in versions]
+    return summarize(results, skipped, reporter.elapsed, notes)
+
+
+def _versions(shards: Path, version: str) -> Tuple[List[str], List[str]]:
+    """The versions to build (an umbrella version's members that were sharded) and the lines about the others."""
+    if version not in ALL_VERSIONS:
+        return [version], []
+    present = [member for member in ALL_VERSIONS[version] if marker_path(shards, member).is_file()]
+    if not present:
+        raise OccprepError(f"--version {version}: none of {', '.join(ALL_VERSIONS[version])} is sharded in {shards}; "
+                           "shard them first (occprep shard --version V)")
+    return present, [f"{member}: no shards in {shards}, skipped" for member in ALL_VERSIONS[version]
+                     if member not in present]
+
+
+def _version_from_shards(shards: Path, version: str, root_path: str, out_dirs: Dict[str, Path], extra_tag: str, engine,
+                         config_name: str, splits_file: Optional[Path], options: CreateOptions, reporter: Reporter,
+                         sharded_output: bool, staging: Staging) -> VersionInfos:
+    """One version of `create_infos_from_shards`: its outputs into `staging` (summary only in the result)."""
     chosen = options.chosen_targets()
-    manifest = open_shards(Path(shards), version)
+    manifest = open_shards(shards, version)
     config = dataset_config(config_name)
-    tables = GlobalTables.of(Path(shards), version,
-                             manifest.rows.get("instance", 0) + manifest.unrouted.get("instance", 0))
+    tables = GlobalTables.of(shards, version, manifest.rows.get("instance", 0) + manifest.unrouted.get("instance", 0))
     check_config_names(config, tables.sensor, tables.category, config_name)
     plan = official_plan(version) if splits_file is None else plan_from_file(splits_file)
     if splits_file is not None:
         plan.check_scenes([s.name for s in tables.scene], f"the {version} shards")
-    out_dirs, notes = output_dirs(chosen, Path(out_dir), options.out_dir_given)
-    tasks = scan_tasks(scene_groups(Path(shards), version), config_name, chosen)
+    tasks = scan_tasks(scene_groups(shards, version), config_name, chosen)
     desc = f"scene groups {version}"
-    with gc_paused():
-        if sharded_output:
-            result = _write_sharded(tasks, tables, engine, plan, version, root_path, extra_tag, options, out_dirs,
-                                    desc, reporter)
-        else:
-            with reporter.stage("scan"):
-                parts = list(engine.map(scan_group, tasks, desc))
-            with reporter.stage("gather"):
-                scanned, can_bus = gather_scan(parts, tables), gather_can_bus(parts)
-            del parts
-            result = infos_from_scan(scanned, can_bus, config, root_path, plan, version, options, reporter,
-                                     annotations="test" not in version, engine=engine)
-            del scanned, can_bus
-            with Staging() as staging, reporter.stage("write"):
-                write_outputs(result, chosen, out_dirs, extra_tag, options.build_options(root_path), staging,
-                              reporter)
-            result = replace(result, parts=None)
-    return summarize([result], [], reporter.elapsed, notes)
+    if sharded_output:
+        return _write_sharded(tasks, tables, engine, plan, version, root_path, extra_tag, options, out_dirs, desc,
+                              reporter, staging)
+    with reporter.stage("scan"):
+        parts = list(engine.map(scan_group, tasks, desc))
+    with reporter.stage("gather"):
+        scanned, can_bus = gather_scan(parts, tables), gather_can_bus(parts)
+    del parts
+    result = infos_from_scan(scanned, can_bus, config, root_path, plan, version, options, reporter,
+                             annotations="test" not in version, engine=engine)
+    del scanned, can_bus
+    with reporter.stage("write"):
+        write_outputs(result, chosen, out_dirs, extra_tag, options.build_options(root_path), staging, reporter)
+    return replace(result, parts=None)
 
 
 @dataclass(frozen=True)
@@ -385,8 +406,8 @@ def index_name(file_name: str) -> str:
 
 
 def _write_sharded(tasks: List[ScanTask], tables: GlobalTables, engine, plan: SplitPlan, version: str, root_path: str,
-                   extra_tag: str, options: CreateOptions, out_dirs: Dict[str, Path], desc: str,
-                   reporter: Reporter) -> VersionInfos:
+                   extra_tag: str, options: CreateOptions, out_dirs: Dict[str, Path], desc: str, reporter: Reporter,
+                   staging: Staging) -> VersionInfos:
     """The `--sharded-output` run: groups write their pickles under a temporary folder, then each output's
     parts move into `<stem>/` and its index is written (all only once every group succeeded)."""
     chosen = options.chosen_targets()
@@ -398,7 +419,7 @@ def _write_sharded(tasks: List[ScanTask], tables: GlobalTables, engine, plan: Sp
         with reporter.stage("groups"):
             results = list(engine.map(write_group, jobs, desc))
         merged = _merged(results, tables, plan, version)
-        with Staging() as staging, reporter.stage("write"):
+        with reporter.stage("write"):
             for target in chosen:
                 for split in plan.outputs:
                     file_name = target.file_name(extra_tag, split, version)

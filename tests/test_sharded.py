@@ -255,3 +255,16 @@ def test_empty_split_index_and_index_given_as_pickle(real_mini, tmp_path, monkey
     assert code == 0 and "samples     0" in out, err
     code, _, err = run_cli(["show", index], monkeypatch, capsys)
     assert code == 2 and "only occprep inspect reads an index" in err
+
+
+def test_umbrella_version_builds_every_sharded_member(tmp_path):
+    """--version v1.0 with shards of v1.0-trainval and v1.0-test: both, as create-infos does from the tables."""
+    synthesize(tmp_path / "tv", "v1.0-trainval", scenes=2, samples_per_scene=5, occ=(), blobs="none")
+    synthesize(tmp_path / "test", "v1.0-test", scenes=1, samples_per_scene=5, occ=(), blobs="none")
+    shutil.copytree(tmp_path / "test" / "nuscenes" / "v1.0-test", tmp_path / "tv" / "nuscenes" / "v1.0-test")
+    data = NuScenesData(tmp_path / "tv" / "nuscenes", tmp_path / "tv", "v1.0-trainval")
+    for version in ("v1.0-trainval", "v1.0-test"):
+        shard_version(data.root, version, data.canbus, tmp_path / "shards", reporter=QUIET)
+    want = single(data, tmp_path / "single", "v1.0")
+    assert len(want) == 24  # eight targets, train, val and test
+    assert gathered(data, tmp_path / "shards", tmp_path / "out", LocalEngine(1, QUIET), "v1.0") == want
