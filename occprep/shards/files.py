@@ -1,4 +1,5 @@
-"""What a shard folder holds (format 1). Written only by `occprep.shards.write`, read by `occprep.shards.read`.
+"""What a shard folder holds (format 2: format 1 with the run's id in every Parquet file). Written only by
+`occprep.shards.write`, read by `occprep.shards.read`.
 
     SHARDS/<version>/
         _complete.json                 the completion marker, written last (`Manifest`)
@@ -28,7 +29,7 @@ from typing import Dict, List, Optional, Tuple
 
 import msgspec
 
-FORMAT = 1
+FORMAT = 2
 GLOBAL_TABLES = ("attribute", "calibrated_sensor", "category", "log", "map", "scene", "sensor", "visibility")
 """Tables every scene group reads whole (small: sensors, calibrations, categories, logs, scenes)."""
 ROUTED_TABLES = ("sample", "sample_annotation", "sample_data", "ego_pose", "instance")

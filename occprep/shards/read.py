@@ -17,7 +17,7 @@ import numpy as np
 from occprep.errors import OccprepError
 from occprep.fileio import read_json
 from occprep.names import closest
-from occprep.shards.files import (GLOBAL_TABLES, ID_KEY, MARKER, ROUTED_TABLES, ROW, Manifest, global_table_path,
+from occprep.shards.files import (FORMAT, GLOBAL_TABLES, ID_KEY, MARKER, ROUTED_TABLES, ROW, Manifest, global_table_path,
                                   index_path, marker_path, part_path, version_dir)
 from occprep.scan import ReadingFilter
 from occprep.tables import TABLE_TYPES, Tables, read_table
@@ -72,7 +72,15 @@ def open_shards(shards: Path, version: str) -> Manifest:
     if not marker_path(shards, version).is_file():
         raise OccprepError(f"{folder}: not a finished shard folder (no {MARKER}: the shard run was interrupted or "
                            "damaged); run occprep shard again")
-    return read_json(marker_path(shards, version), Manifest)
+    marker = marker_path(shards, version)
+    try:
+        manifest = read_json(marker, Manifest)
+    except OccprepError:
+        manifest = None
+    if manifest is None or manifest.format != FORMAT:
+        raise OccprepError(f"{marker}: not shards of this occprep (format {FORMAT}): made by another version, or "
+                           "damaged; run occprep shard --force")
+    return manifest
 
 
 def scene_groups(shards: Path, version: str) -> List[SceneGroup]:
