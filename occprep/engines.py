@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import signal
+import threading
 from concurrent.futures import FIRST_EXCEPTION, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Dict, Iterator, Optional, Sequence, TypeVar
@@ -129,9 +131,25 @@ class DaskEngine:
             with client:
                 yield client
             return
-        with LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, memory_limit="auto",
-                          dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+        with _interrupts_here_only():
+            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, memory_limit="auto",
+                                   dashboard_address=":0", silence_logs=logging.CRITICAL)
+        with cluster, Client(cluster) as client:
             yield client
+
+
+@contextlib.contextmanager
+def _interrupts_here_only() -> Iterator[None]:
+    """Processes started in the block ignore Ctrl-C (they inherit the ignored SIGINT): it reaches this process
+    alone, which stops them, instead of every worker printing its own traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run_on(client, function: Callable[[T], R], items: Sequence[T], progress) -> Dict[int, R]:
