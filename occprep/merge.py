@@ -421,9 +421,9 @@ def merge_occ(options: MergeOptions, reporter: Reporter) -> MergeResult:
         problems = verify_samples(located, options.format, engine)
     result = MergeResult(options, splits, unused, problems, len(located) if options.verify else 0)
     result.problem = _coverage_problem(splits, options, locator)
-    if result.problem is None and problems:
-        result.problem = (f"{len(problems)} problems in ground truth files: {_first(problems)}; "
-                          "nothing written")
+    if problems:
+        found = f"{len(problems)} problems in ground truth files: {_first(problems)}"
+        result.problem = f"{found}; nothing written" if result.problem is None else f"{result.problem}; also {found}"
     if result.problem is None:
         for s in splits:
             with atomic_write(s.output_path) as handle:
@@ -473,5 +473,6 @@ def summarize(result: MergeResult) -> Tuple[dict, List[str]]:
     if options.verify:
         report["verify"] = {"samples": result.verified_samples, "problems": result.verify_problems}
         lines.append(f"  verified {result.verified_samples} samples: "
-                     f"{len(result.verify_problems) or 'no'} problems")
+                     f"{len(result.verify_problems) or 'no'} problems"
+                     + (f": {_first(result.verify_problems)}" if result.verify_problems else ""))
     return report, lines

@@ -226,3 +226,15 @@ def test_folder_listing_names_and_errors(tmp_path):
     (tmp_path / "nope").mkdir()
     (tmp_path / "nope" / "x").write_bytes(b"")
     assert listing.exists(str(tmp_path / "nope" / "x"))  # a folder that was missing is asked again
+
+
+def test_a_missing_and_a_corrupt_file_are_both_named(at_world, monkeypatch, capsys):
+    """A missing ground truth file fails the coverage check; the corrupt one is named beside it, and in the
+    summary."""
+    gts = sorted((at_world / "data/nuscenes/gts").iterdir())
+    shutil.rmtree(sorted(gts[2].iterdir())[0])
+    corrupt = sorted(gts[1].iterdir())[0] / "labels.npz"
+    corrupt.write_bytes(b"PK\x03\x04 truncated")
+    code, err = merge(monkeypatch, capsys, "occ3d", "--verify", "--workers", "1")
+    assert code == 2 and str(corrupt) in err.strip().splitlines()[-1] and "also 1 problems" in err
+    assert f"verified 11 samples: 1 problems: {corrupt}" in err
