@@ -47,6 +47,8 @@ class Staging:
 
     def __init__(self) -> None:
         self._pending: List[Tuple[str, Path]] = []
+        self._made: List[Path] = []
+        """Folders made for the outputs, outermost first: removed again if the run fails and they are empty."""
 
     @contextlib.contextmanager
     def write(self, path: Path, mode: str = "wb") -> Iterator[IO]:
@@ -55,6 +57,8 @@ class Staging:
         if path.is_dir():
             raise OccprepError(f"{path}: is a folder; give the file name to write, or remove the folder")
         try:
+            self._made.extend(reversed([folder for folder in (path.parent, *path.parent.parents)
+                                        if not folder.exists()]))
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         except OSError as exc:
@@ -87,6 +91,9 @@ class Staging:
                     raise OccprepError(f"{path}: cannot replace it ({exc.strerror}){renamed}") from None
             return
         _remove([tmp for tmp, _ in pending])
+        for folder in reversed(self._made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
 
 
 def _remove(paths: List[str]) -> None:

@@ -110,3 +110,19 @@ def test_array_state_is_numpys_own():
               np.asfortranarray(base), np.ones((3, 1)), np.ones((1, 3)).T]
     for array in arrays:
         assert array_state(array) == array.__reduce__()[2], (array.shape, array.dtype, array.flags)
+
+
+def test_staging_removes_the_folders_it_made_when_the_run_fails(tmp_path):
+    from occprep.fileio import Staging
+
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError):
+        with Staging() as staging:
+            for path in (tmp_path / "new" / "deeper" / "a.pkl", tmp_path / "kept" / "b.pkl"):
+                with staging.write(path) as handle:
+                    handle.write(b"x")
+            raise RuntimeError("the run fails after writing")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept"]
+    with Staging() as staging, staging.write(tmp_path / "new" / "a.pkl") as handle:
+        handle.write(b"x")
+    assert (tmp_path / "new" / "a.pkl").read_bytes() == b"x"
