@@ -142,7 +142,7 @@ def without_position(info: dict) -> dict:
     return {key: value for key, value in info.items() if key != "sample_idx"}
 
 
-@pytest.mark.parametrize("damage", ["truncated", "missing"])
+@pytest.mark.parametrize("damage", ["truncated", "missing", "another run"])
 def test_broken_shard_is_a_one_line_error(shuffled, tmp_path, damage, monkeypatch, capsys):
     data, shards = shuffled
     copy = tmp_path / "shards"
@@ -150,13 +150,17 @@ def test_broken_shard_is_a_one_line_error(shuffled, tmp_path, damage, monkeypatc
     part = part_path(copy, "v1.0-mini", "sample_data", 1)
     if damage == "missing":
         part.unlink()
-    else:
+    elif damage == "truncated":
         part.write_bytes(part.read_bytes()[:100])
+    else:  # the same bucket of shards made with other buckets
+        shard_version(data.root, data.version, data.canbus, tmp_path / "other", scenes_per_bucket=2, reporter=QUIET)
+        shutil.copy(part_path(tmp_path / "other", "v1.0-mini", "sample_data", 1), part)
     code, _, err = run_cli(["create-infos", "--shards", copy, "--version", "v1.0-mini", "--root-path", data.root,
                             "--out-dir", tmp_path / "out", "--no-file-check", "--quiet"], monkeypatch, capsys)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "Traceback" not in err
     assert str(part) in lines[0] and "scenes scene-" in lines[0] and "occprep shard" in lines[0]
+    assert ("from another shard run" in lines[0]) == (damage == "another run")
     assert not list(tmp_path.rglob("*.pkl"))
 
 
