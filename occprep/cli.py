@@ -6,6 +6,7 @@ import functools
 import sys
 import traceback
 from pathlib import Path
+from typing import List
 
 import click
 from click.core import ParameterSource
@@ -21,6 +22,13 @@ _debug = False
 def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     global _debug
     _debug = _debug or value
+
+
+def _given_flags(*names: str) -> List[str]:
+    """The flags (e.g. `--sharded-output`) of the current command's parameters `names` that the user gave."""
+    context = click.get_current_context()
+    return [param.opts[0] for param in context.command.params
+            if param.name in names and context.get_parameter_source(param.name) != ParameterSource.DEFAULT]
 
 
 def vad_fix_options(func):
@@ -106,9 +114,7 @@ def merge_occ_command(reporter: Reporter, infos_dir: Path, occ_root: str, extra_
     """Merge occupancy/flow ground truth paths into temporal infos, reporting coverage."""
     from occprep.merge import MergeOptions, merge_occ, parse_splits, summarize
 
-    context = click.get_current_context()
-    given = [f"--{name}" for name in ("engine", "scheduler")
-             if context.get_parameter_source(name) != ParameterSource.DEFAULT]
+    given = _given_flags("engine", "scheduler")
     if given and not verify:
         raise OccprepError(f"{given[0]} needs --verify (the file checks are what runs on the engine)")
     options = MergeOptions(infos_dir=infos_dir, occ_root=occ_root, format=format_, extra_tag=extra_tag,
@@ -286,21 +292,17 @@ def create_infos_command(reporter: Reporter, root_path: str, out_dir: Path, extr
     """Write the info pickles of a nuScenes-format dataset, in one or more consumers' formats."""
     from occprep.create import CreateOptions, create_infos
 
-    context = click.get_current_context()
-    given = [f"--{name.replace('_', '-')}" for name in ("engine", "scheduler", "workers", "sharded_output")
-             if context.get_parameter_source(name) != ParameterSource.DEFAULT]
+    given = _given_flags("engine", "scheduler", "workers", "sharded_output")
     if given and shards is None:
         raise OccprepError(f"{given[0]} needs --shards (the map over scene groups runs on shards: occprep shard)")
-    unity = [flag for name, flag in (("format_", "--format"), ("unity_config", "--unity-config"))
-             if context.get_parameter_source(name) != ParameterSource.DEFAULT]
+    unity = _given_flags("format_", "unity_config")
     if unity and shards is not None:
         raise OccprepError(f"{unity[0]} does not apply to --shards (shards hold nuScenes tables; export a Unity "
                            "dataset with occprep export-nuscenes first)")
     options = CreateOptions(max_sweeps=max_sweeps, can_bus_mode=can_bus_mode, file_check=not no_file_check,
                             strict=strict, targets=tuple(target.split(",")),
-                            root_given=context.get_parameter_source("root_path") != ParameterSource.DEFAULT,
-                            float64=keep_float64, fixes=fixes,
-                            out_dir_given=context.get_parameter_source("out_dir") != ParameterSource.DEFAULT)
+                            root_given=bool(_given_flags("root_path")), float64=keep_float64, fixes=fixes,
+                            out_dir_given=bool(_given_flags("out_dir")))
     from occprep.unity.dataset import create_unity_infos, resolve_format
     from occprep.unity.mapping import unity_config as load_unity_config
 

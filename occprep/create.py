@@ -26,8 +26,8 @@ from occprep.config import DatasetConfig, config_problems, dataset_config
 from occprep.errors import OccprepError
 from occprep.fileio import Staging
 from occprep.infos import InfoParts
-from occprep.layout import check_root_path, fix_canbus, misplaced_sensor_folders, version_folders
-from occprep.names import closest, describe_unknown
+from occprep.layout import check_root_path, fix_canbus, misplaced_sensor_folders, version_folder
+from occprep.names import describe_unknown
 from occprep.pickles import write_pickle
 from occprep.records import CanBus, Scan
 from occprep.reporting import Reporter
@@ -244,11 +244,7 @@ def _versions(root: Path, version: str, custom_splits: bool, reporter: Reporter)
         known = [*OFFICIAL_VERSIONS, *ALL_VERSIONS]
         raise OccprepError(f"--version {describe_unknown([version], known)}: unknown version; use one of "
                            f"{', '.join(known)} (other versions need --splits FILE)")
-    if not (root / version).is_dir():
-        present = version_folders(root)
-        meant = (closest(version, present) or present)[:1]
-        hint = f"; use --version {meant[0]} (present: {', '.join(present)})" if meant else "; check --root-path"
-        raise OccprepError(f"--version {version}: no folder {root / version}{hint}")
+    version_folder(root, version)
     return [version], []
 
 

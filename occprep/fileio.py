@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator, List, Tuple, Type, TypeVar
@@ -114,3 +116,21 @@ def write_json(path: Path, obj: object) -> None:
     with atomic_write(path) as handle:
         handle.write(msgspec.json.format(msgspec.json.encode(obj, order="sorted"), indent=2))
         handle.write(b"\n")
+
+
+def replace_folder(built: Path, target: Path) -> None:
+    """Put the folder `built` at `target`: an existing `target` is renamed away first (and back if the rename
+    of `built` fails) and deleted last, so `target` is never a mix of both. Raises OccprepError naming
+    `target` when it cannot be replaced."""
+    old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}" if target.exists() else None
+    try:
+        if old is not None:
+            os.rename(target, old)
+        os.rename(built, target)
+    except OSError as exc:
+        if old is not None and not target.exists():
+            with contextlib.suppress(OSError):
+                os.rename(old, target)
+        raise OccprepError(f"{target}: cannot replace it ({exc.strerror})") from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -11,7 +11,7 @@ from typing import Tuple
 import numpy as np
 
 from occprep.geometry import heading
-from occprep.records import Scan
+from occprep.records import Scan, remap_rows
 
 MICROSECONDS_PER_SECOND = 1e6
 PREDICTION_BUFFER = 0.15
@@ -24,7 +24,7 @@ def follow(links: np.ndarray, start: np.ndarray, steps: int) -> np.ndarray:
     rows = np.full((len(start), steps), -1, dtype=np.int64)
     current = np.asarray(start, dtype=np.int64)
     for k in range(steps):
-        current = np.where(current >= 0, links[np.maximum(current, 0)], -1)
+        current = remap_rows(current, links)
         rows[:, k] = current
     return rows
 

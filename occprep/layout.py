@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterable, List, NamedTuple, Optional
 
 from occprep.errors import OccprepError
+from occprep.names import closest
 
 SENSOR_FOLDERS = ("samples", "sweeps")
 OPENOCC_RELEASE = "occ_gt_release_v1_0"
@@ -90,6 +91,17 @@ def is_version_folder(folder: Path) -> bool:
 def version_folders(root: Path) -> List[str]:
     """Names of the version folders (with tables) directly in `root`."""
     return [d.name for d in _dirs(Path(root)) if is_version_folder(d)]
+
+
+def version_folder(root: Path, version: str) -> Path:
+    """`root/version`; raises OccprepError naming the closest version folder present when it is not a folder."""
+    folder = Path(root) / version
+    if not folder.is_dir():
+        present = version_folders(root)
+        meant = (closest(version, present) or present)[:1]
+        hint = f"; use --version {meant[0]} (present: {', '.join(present)})" if meant else "; check --root-path"
+        raise OccprepError(f"--version {version}: no folder {folder}{hint}")
+    return folder
 
 
 def fix_root_path(given: str) -> Optional[PathFix]:

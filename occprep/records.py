@@ -211,6 +211,18 @@ class Temporal:
     """(A, 2), m/s: the planar global velocity rotated into the LIDAR_TOP frame, x and y; NaN kept."""
 
 
+def remap_rows(rows: np.ndarray, new_row: np.ndarray) -> np.ndarray:
+    """Rows (any shape, -1 for none) mapped through `new_row` (old row -> new row), -1 kept."""
+    return np.where(rows >= 0, new_row[np.maximum(rows, 0)], -1)
+
+
+def inverse_permutation(order: np.ndarray) -> np.ndarray:
+    """The new row of each old row when rows are put in `order` (old rows, in their new order)."""
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
 def native_dtype(array: np.ndarray) -> np.ndarray:
     """`array` with numpy's own dtype object for its type. An unpickled array's dtype is a copy, and a pickle
     written from it would name the dtype anew instead of referring back to the first array of that type:

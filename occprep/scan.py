@@ -17,7 +17,8 @@ import numpy as np
 
 from occprep.config import DatasetConfig
 from occprep.errors import OccprepError
-from occprep.records import Annotations, Keyframes, Readings, Scan, Scenes, Transforms, native_dtype, stack
+from occprep.records import (Annotations, Keyframes, Readings, Scan, Scenes, Transforms, inverse_permutation,
+                             native_dtype, remap_rows, stack)
 from occprep.reporting import Reporter
 from occprep.tables import (TABLE_TYPES, EgoPose, SampleAnnotation, SampleData, Tables, field_subset,
                             iter_record_batches, read_records, read_table)
@@ -242,8 +243,6 @@ def _annotations(resolved: ResolvedAnnotations, sample_time: np.ndarray, samples
     sample, next_ = resolved.sample, resolved.next
     velocity = _box_velocity(resolved.translation, sample_time[sample], resolved.prev, next_)
     order = np.argsort(sample, kind="stable")
-    grouped_row = np.empty_like(order)
-    grouped_row[order] = np.arange(len(order))
     offsets = np.zeros(samples + 1, dtype=np.int64)
     np.cumsum(np.bincount(sample, minlength=samples), out=offsets[1:])
     rows = order.tolist()
@@ -254,7 +253,7 @@ def _annotations(resolved: ResolvedAnnotations, sample_time: np.ndarray, samples
         velocity=velocity[order],
         category=[resolved.category[i] for i in rows],
         instance=resolved.instance[order],
-        next=np.where(next_[order] >= 0, grouped_row[next_[order]], -1),
+        next=remap_rows(next_[order], inverse_permutation(order)),
         attribute=None if resolved.attribute is None else [resolved.attribute[i] for i in rows],
         visibility=None if resolved.visibility is None else [resolved.visibility[i] for i in rows],
         num_lidar_pts=resolved.num_lidar_pts[order],
@@ -383,7 +382,7 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
     annotations, offsets = _annotations(resolved, 1e-6 * sample_time, len(tables.sample))
     return Scan(
         scenes=Scenes(token=[s.token for s in tables.scene], name=[s.name for s in tables.scene],
-                      location=_scene_locations(tables)),
+                      location=scene_locations(tables.scene, tables.log)),
         keyframes=Keyframes(
             token=sample_tokens,
             prev=[s.prev for s in tables.sample],
@@ -407,13 +406,13 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
     )
 
 
-def _scene_locations(tables: Tables) -> List[str]:
-    """`log.location` of every scene (its `log_token` resolved)."""
-    location = {log.token: log.location for log in tables.log}
-    missing = next((scene for scene in tables.scene if scene.log_token not in location), None)
+def scene_locations(scenes: list, logs: list) -> List[str]:
+    """`log.location` of every scene record (its `log_token` resolved), the log's own str."""
+    location = {log.token: log.location for log in logs}
+    missing = next((scene for scene in scenes if scene.log_token not in location), None)
     if missing is not None:
         raise unresolved("scene", "log_token", missing.log_token, missing.token)
-    return [location[scene.log_token] for scene in tables.scene]
+    return [location[scene.log_token] for scene in scenes]
 
 
 SampleDataFields = field_subset(SampleData, "token sample_token ego_pose_token calibrated_sensor_token timestamp "

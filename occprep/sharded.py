@@ -27,11 +27,12 @@ from occprep.config import dataset_config
 from occprep.create import (ALL_VERSIONS, CreateOptions, VersionInfos, check_config_names, empty_splits,
                             infos_from_scan, output_dirs, summarize, write_outputs)
 from occprep.errors import OccprepError
-from occprep.fileio import Staging
-from occprep.records import Annotations, CanBus, Keyframes, Readings, Scan, Scenes, Transforms, native_dtype
+from occprep.fileio import Staging, replace_folder
+from occprep.records import (Annotations, CanBus, Keyframes, Readings, Scan, Scenes, Transforms, inverse_permutation,
+                             native_dtype, remap_rows)
 from occprep.reporting import Reporter
 from occprep.scan import (AnnotationFields, DetailedAnnotationFields, DetailedSampleDataFields, EgoPoseFields,
-                          ReadingFilter, SampleDataFields, scan, transforms)
+                          ReadingFilter, SampleDataFields, scan, scene_locations, transforms)
 from occprep.shards.files import marker_path, version_dir
 from occprep.shards.read import SceneGroup, open_shards, read_group, scene_groups
 from occprep.splits import SplitPlan, official_plan, plan_from_file
@@ -113,18 +114,6 @@ class GlobalTables:
                                                             "attribute", "sensor")), instances)
 
 
-def _inverse(order: np.ndarray) -> np.ndarray:
-    """The permutation that undoes `order` (rank of each original position)."""
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return rank
-
-
-def _remap(rows: np.ndarray, new_row: np.ndarray) -> np.ndarray:
-    """Rows (any shape, -1 for none) mapped through `new_row`, -1 kept."""
-    return np.where(rows >= 0, new_row[np.maximum(rows, 0)], -1)
-
-
 def _offsets(sizes: Sequence[int]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
 
@@ -149,13 +138,13 @@ def gather_scan(parts: List[ScanPart], tables: GlobalTables) -> Scan:
     scene_row = joined([part.scene_rows for part in parts])
     scene_of = [part.scene_rows for part in parts]
     keyframe_order = np.argsort(joined([part.sample_rows for part in parts]), kind="stable")
-    keyframe_rank = _inverse(keyframe_order)
+    keyframe_rank = inverse_permutation(keyframe_order)
     reading_order = np.argsort(joined([part.reading_rows for part in parts]), kind="stable")
-    reading_rank = _inverse(reading_order)
+    reading_rank = inverse_permutation(reading_order)
     pose_of_reading = joined([s.readings.ego_pose for s in scans], start_e)[reading_order]
     firsts = np.unique(pose_of_reading, return_index=True)
     pose_order = firsts[0][np.argsort(firsts[1], kind="stable")]
-    pose_rank = _inverse(pose_order)
+    pose_rank = inverse_permutation(pose_order)
 
     def keyframe_column(name: str, starts: Optional[np.ndarray] = None) -> np.ndarray:
         return joined([getattr(s.keyframes, name) for s in scans], starts)[keyframe_order]
@@ -168,7 +157,7 @@ def gather_scan(parts: List[ScanPart], tables: GlobalTables) -> Scan:
     box_starts = np.concatenate([s.keyframes.annotations[:-1] + start for s, start in zip(scans, start_a)])
     offsets = _offsets(box_counts)
     box_order = (np.repeat(box_starts[keyframe_order] - offsets[:-1], box_counts) + np.arange(offsets[-1]))
-    box_rank = _inverse(box_order)
+    box_rank = inverse_permutation(box_order)
 
     def box_strings(name: str, canonical: Dict[str, str]) -> Optional[List[str]]:
         values = [getattr(s.annotations, name) for s in scans]
@@ -181,7 +170,6 @@ def gather_scan(parts: List[ScanPart], tables: GlobalTables) -> Scan:
         values = [value for part in lists for value in part]
         return [values[i] for i in order.tolist()]
 
-    locations = {log.token: log.location for log in tables.log}
     keyframes = Keyframes(
         token=flat([s.keyframes.token for s in scans], keyframe_order),
         prev=flat([s.keyframes.prev for s in scans], keyframe_order),
@@ -189,10 +177,10 @@ def gather_scan(parts: List[ScanPart], tables: GlobalTables) -> Scan:
         scene=joined([part.scene_rows[part.scan.keyframes.scene] for part in parts])[keyframe_order],
         timestamp=keyframe_column("timestamp"),
         frame_idx=keyframe_column("frame_idx"),
-        prev_row=_remap(keyframe_column("prev_row", start_s), keyframe_rank),
-        next_row=_remap(keyframe_column("next_row", start_s), keyframe_rank),
-        lidar=_remap(keyframe_column("lidar", start_r), reading_rank),
-        cameras=_remap(keyframe_column("cameras", start_r), reading_rank),
+        prev_row=remap_rows(keyframe_column("prev_row", start_s), keyframe_rank),
+        next_row=remap_rows(keyframe_column("next_row", start_s), keyframe_rank),
+        lidar=remap_rows(keyframe_column("lidar", start_r), reading_rank),
+        cameras=remap_rows(keyframe_column("cameras", start_r), reading_rank),
         annotations=offsets,
     )
     readings = Readings(
@@ -204,7 +192,7 @@ def gather_scan(parts: List[ScanPart], tables: GlobalTables) -> Scan:
         calibration=reading_column("calibration"),
         ego_pose=pose_rank[pose_of_reading],
         scene=joined([rows[s.readings.scene] for rows, s in zip(scene_of, scans)])[reading_order],
-        prev=_remap(joined([s.readings.prev for s in scans], start_r)[reading_order], reading_rank),
+        prev=remap_rows(joined([s.readings.prev for s in scans], start_r)[reading_order], reading_rank),
     )
     boxes = [s.annotations for s in scans]
     annotations = Annotations(
@@ -214,7 +202,7 @@ def gather_scan(parts: List[ScanPart], tables: GlobalTables) -> Scan:
         velocity=joined([b.velocity for b in boxes])[box_order],
         category=box_strings("category", {c.name: c.name for c in tables.category}),
         instance=joined([b.instance for b in boxes])[box_order],
-        next=_remap(joined([b.next for b in boxes], start_a)[box_order], box_rank),
+        next=remap_rows(joined([b.next for b in boxes], start_a)[box_order], box_rank),
         attribute=box_strings("attribute", {**{a.name: a.name for a in tables.attribute}, "None": sys.intern("None")}),
         visibility=box_strings("visibility", _Interned()),
         num_lidar_pts=joined([b.num_lidar_pts for b in boxes])[box_order],
@@ -231,7 +219,7 @@ def gather_scan(parts: List[ScanPart], tables: GlobalTables) -> Scan:
                            "(some twice or none): gather every scene group of one shard folder once")
     gathered = Scan(
         scenes=Scenes(token=[s.token for s in scenes], name=[s.name for s in scenes],
-                      location=[locations[s.log_token] for s in scenes]),
+                      location=scene_locations(scenes, tables.log)),
         keyframes=keyframes,
         readings=readings,
         calibrations=transforms(tables.calibrated_sensor),
@@ -448,11 +436,7 @@ def _move_parts(folder: Path, parts: List[Tuple[Path, str]]) -> None:
     building.mkdir(parents=True)
     for path, name in parts:
         os.replace(path, building / name)
-    old = folder.with_name(f".{folder.name}.old")
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(building, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(building, folder)
 
 
 def _merged(results: List[VersionInfos], tables: GlobalTables, plan: SplitPlan, version: str) -> VersionInfos:

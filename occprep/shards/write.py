@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
 import shutil
 import sqlite3
 import tempfile
@@ -34,8 +33,8 @@ from occprep.canbus import read_can_bus, scene_number
 from occprep.config import DatasetConfig, dataset_config
 from occprep.create import resolve_canbus
 from occprep.errors import OccprepError
-from occprep.layout import check_root_path, version_folders
-from occprep.names import closest
+from occprep.fileio import replace_folder
+from occprep.layout import check_root_path, version_folder
 from occprep.reporting import Reporter
 from occprep.scan import unresolved
 from occprep.shards.files import (CAN_BUS_KINDS, FORMAT, GLOBAL_TABLES, ID_KEY, INDEX_COLUMNS, MARKER, ROUTED_TABLES,
@@ -111,7 +110,7 @@ def shard_version(root: Path, version: str, canbus_root: Optional[Path], shards:
                             rows=rows, unrouted=unrouted, inputs=inputs, canbus=canbus_name, id=run_id,
                             outputs=_outputs(building))
         _write_file(building / MARKER, msgspec.json.format(msgspec.json.encode(manifest), indent=2) + b"\n")
-        _replace(building, target)
+        replace_folder(building, target)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         if created:
@@ -139,13 +138,7 @@ def summarize(manifest: Manifest, skipped: bool, shards: Path, elapsed: float) -
 
 def _tables_dir(root: Path, version: str) -> Path:
     """`<root>/<version>`, after checking that it is a folder holding every table."""
-    root = check_root_path(str(root))
-    folder = root / version
-    if not folder.is_dir():
-        present = version_folders(root)
-        meant = (closest(version, present) or present)[:1]
-        hint = f"; use --version {meant[0]} (present: {', '.join(present)})" if meant else "; check --root-path"
-        raise OccprepError(f"--version {version}: no folder {folder}{hint}")
+    folder = version_folder(check_root_path(str(root)), version)
     missing = [name for name in TABLE_TYPES if not (folder / f"{name}.json").is_file()]
     if missing:
         raise OccprepError(f"{folder}: no {', '.join(f'{name}.json' for name in missing)}; a version folder holds "
@@ -679,20 +672,3 @@ def _fsync(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def _replace(built: Path, target: Path) -> None:
-    """Put the folder `built` at `target` (a shard folder, `_check_target`): the old one is renamed away first
-    and deleted last."""
-    old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}" if target.exists() else None
-    try:
-        if old is not None:
-            os.rename(target, old)
-        os.rename(built, target)
-    except OSError as exc:
-        if old is not None and not target.exists():
-            with contextlib.suppress(OSError):
-                os.rename(old, target)
-        raise OccprepError(f"{target}: cannot replace it ({exc.strerror})") from None
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
