@@ -57,16 +57,24 @@ def quaternion_inverse(quaternions: np.ndarray) -> np.ndarray:
     return conjugate / np.einsum("...i,...i->...", q, q)[..., None]
 
 
+def arctan2(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """`np.arctan2(y, x)` (rad) with the same last bit whatever the arrays' memory layout. numpy 1.2x's SIMD
+    arctan2 falls back to libm, which rounds some values differently, when an input's span as numpy estimates
+    it (length x stride, which runs past the end of a strided view) reaches the output buffer: for strided
+    views that depends on where the heap put the output. Contiguous inputs always take the SIMD loop."""
+    return np.arctan2(np.ascontiguousarray(y), np.ascontiguousarray(x))
+
+
 def yaw(quaternions: np.ndarray) -> np.ndarray:
     """Yaw about z, rad, by pyquaternion's `yaw_pitch_roll[0]` formula (normalised first)."""
     w, x, y, z = np.moveaxis(normalised(quaternions), -1, 0)
-    return np.arctan2(2 * (w * z - x * y), 1 - 2 * (y * y + z * z))
+    return arctan2(2 * (w * z - x * y), 1 - 2 * (y * y + z * z))
 
 
 def heading(quaternions: np.ndarray) -> np.ndarray:
     """Angle, rad, of the rotated x axis in the xy plane, as nuScenes-devkit `quaternion_yaw`."""
     matrices = rotation_matrices(quaternions)
-    return np.arctan2(matrices[..., 1, 0], matrices[..., 0, 0])
+    return arctan2(matrices[..., 1, 0], matrices[..., 0, 0])
 
 
 def apply(rotation: np.ndarray, vectors: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """What several test files share: running the CLI the way a user does, comparing loaded pickles."""
 
 import contextlib
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -9,6 +10,19 @@ import numpy as np
 from click.testing import CliRunner
 
 from occprep.cli import cli, main
+
+
+def digest(path: Path) -> str:
+    """The SHA-256 of a file. Tests compare files by digest: a failed comparison of whole pickles' bytes
+    makes pytest diff megabytes of reprs, which takes a quarter of an hour under CI (no truncation)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def digests(folder: Path, pattern: str = "*") -> dict:
+    """Relative path (posix) -> SHA-256 of every file under `folder` whose name matches `pattern` (empty
+    when `folder` does not exist)."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): digest(p) for p in sorted(folder.rglob(pattern)) if p.is_file()}
 
 
 def run_cli(args, monkeypatch, capsys):

@@ -12,7 +12,7 @@ from nuscenes.utils import splits
 
 import devkit_oracle as oracle
 from occprep.pickles import load_pickle
-from helpers import create_infos_in, run_cli, working_directory
+from helpers import create_infos_in, digest, digests, run_cli, working_directory
 from test_pickles import pickle_globals
 
 VENV2_PYTHON = Path("/work/venv2/bin/python")
@@ -139,7 +139,7 @@ def test_same_input_gives_identical_bytes_and_portable_pickles(mini_infos, tmp_p
     code, _, err = run_cli(["create-infos", "--version", "v1.0-mini", "--no-file-check", "--quiet",
                             "--out-dir", tmp_path], monkeypatch, capsys)
     assert code == 0, err
-    assert pickle_path(tmp_path, "val").read_bytes() == first
+    assert digest(pickle_path(tmp_path, "val")) == digest(mini_infos)
     assert first[1] <= 4
     assert pickle_globals(first) == {("numpy", "ndarray"), ("numpy", "dtype")}
 
@@ -207,12 +207,12 @@ def test_file_check_leaves_out_scenes_with_missing_keyframe_files(writable_mini,
     assert not (tmp_path / "strict").exists()
 
     # a keyframe file missing in every scene: every scene of a split left out is an error, nothing written
-    written = {p: p.read_bytes() for p in (tmp_path / "out").glob("*.pkl")}
+    written = digests(tmp_path / "out", "*.pkl")
     for other in files:
         (root / files[other][0]).unlink(missing_ok=True)
     code, _, err = run_cli(args, monkeypatch, capsys)
     assert code == 2 and err.splitlines()[-1].startswith("error: v1.0-mini train: every one of its 2 scene(s) was left out")
-    assert "nothing written" in err and {p: p.read_bytes() for p in (tmp_path / "out").glob("*.pkl")} == written
+    assert "nothing written" in err and digests(tmp_path / "out", "*.pkl") == written
 
     for names in files.values():
         (root / names[0]).touch()
@@ -288,7 +288,7 @@ def test_a_worker_reading_annotations_and_can_bus_changes_no_byte(generated_mini
             result = CliRunner().invoke(cli, ["create-infos", "--version", "v1.0-mini", "--no-file-check", "--out-dir",
                                               mode, "--target", every, "--quiet", "--report", f"{mode}.json"])
         assert result.exit_code == 0, result.output
-        outputs[mode] = {p.relative_to(base / mode): p.read_bytes() for p in sorted((base / mode).rglob("*.pkl"))}
+        outputs[mode] = digests(base / mode, "*.pkl")
     assert len(outputs["alone"]) == 16 and outputs["worker"] == outputs["alone"]
 
 

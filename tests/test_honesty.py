@@ -17,7 +17,7 @@ from typing import Dict
 import pytest
 
 import occprep.synth.scenes as synth_scenes
-from helpers import create_infos_in, run_cli
+from helpers import create_infos_in, digests, run_cli
 from occprep.pickles import dump_pickle, load_pickle
 from occprep.synth import synthesize
 from occprep.unity import fake
@@ -43,10 +43,9 @@ def assert_error(code, err: str, *fragments: str) -> str:
     return lines[0]
 
 
-def snapshot(folder: Path) -> Dict[str, bytes]:
-    """Relative path -> bytes of every file under `folder` (empty when it does not exist)."""
-    folder = Path(folder)
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+def snapshot(folder: Path) -> Dict[str, str]:
+    """Relative path -> digest of every file under `folder` (empty when it does not exist)."""
+    return digests(folder)
 
 
 def infos_of(path: Path) -> list:

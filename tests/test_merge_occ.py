@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import run_cli
+from helpers import digest, run_cli
 from occprep.pickles import dump_pickle, load_pickle
 
 REAL_TOKEN = "29796060110c4163b07f06eff4af0753"
@@ -131,10 +131,10 @@ def test_openocc_merge_appends_published_paths_and_reports_coverage(openocc, cap
     assert report["verify"] == {"samples": 5, "problems": []}
     assert "train: 3/3 infos with ground truth" in err and "ground truth with no info: 2 samples in 1 scenes" in err
 
-    first = out.read_bytes()
+    first = digest(out)
     out.unlink()
     assert run(capsys, monkeypatch, *OPENOCC_ARGS, "--quiet")[0] == 0
-    assert out.read_bytes() == first  # deterministic
+    assert digest(out) == first  # deterministic
 
 
 def test_infos_without_scene_name_merge_by_token(openocc, capsys, monkeypatch, tmp_path):

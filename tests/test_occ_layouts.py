@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import create_infos_in, run_cli
+from helpers import create_infos_in, digest, run_cli
 from occprep.config import occupancy_format
 from occprep.occupancy import LAYOUTS, openocc_v1
 from occprep.pickles import load_pickle
@@ -245,10 +245,10 @@ def test_show_draws_each_layout(at_world, monkeypatch, capsys):
 
 def test_an_output_never_replaces_other_infos(at_world, monkeypatch, capsys):
     args = ["--format", "surroundocc", "--occ-root", "data/nuscenes_occ", "--root-path", "data/nuscenes"]
-    before = Path("data/nuscenes/nuscenes_infos_val.pkl").read_bytes()  # the mmdet3d infos
+    before = digest("data/nuscenes/nuscenes_infos_val.pkl")  # the mmdet3d infos
     code, _, err = merge([*args, "--out-dir", "data/nuscenes"], monkeypatch, capsys)
     assert code == 2 and "would replace the mmdet3d infos there; pass another --out-dir" in err
-    assert Path("data/nuscenes/nuscenes_infos_val.pkl").read_bytes() == before
+    assert digest("data/nuscenes/nuscenes_infos_val.pkl") == before
     code, _, err = merge(["--format", "openocc-v2", "--occ-root", "data/nuscenes", "--target", "mmdet3d"],
                          monkeypatch, capsys)
     assert code == 0, err

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import NuScenesData
-from helpers import ElsewhereEngine, KillingEngine, assert_same, run_cli, working_directory
+from helpers import ElsewhereEngine, KillingEngine, assert_same, digests, run_cli, working_directory
 from occprep.create import CreateOptions, create_infos
 from occprep.engines import DaskEngine, LocalEngine
 from occprep.inspection import load_infos
@@ -27,8 +27,8 @@ QUIET = Reporter("test", quiet=True)
 
 
 def pickles(folder: Path) -> dict:
-    """Relative path -> bytes of every pickle under `folder`."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.pkl"))}
+    """Relative path -> digest of every pickle under `folder`."""
+    return digests(folder, "*.pkl")
 
 
 def single(data, out: Path, version: str = "v1.0-mini") -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from collections import defaultdict
@@ -13,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from nuscenes.utils import splits
 
+from helpers import digests
 from occprep.cli import cli
 from occprep.config import dataset_config, occupancy_format
 from occprep.synth import synthesize
@@ -366,18 +366,13 @@ def test_tiny_blobs_open(dataset, nusc):
     assert dataset[1].blob_files == len(nusc.sample_data)
 
 
-def _digest(root: Path) -> dict:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def test_same_seed_same_bytes(tmp_path):
     for run in ("a", "b"):
         synthesize(tmp_path / run, MINI, scenes=2, samples_per_scene=3, seed=3, blobs="tiny")
-    a, b = _digest(tmp_path / "a"), _digest(tmp_path / "b")
+    a, b = digests(tmp_path / "a"), digests(tmp_path / "b")
     assert len(a) > 100 and a == b
     synthesize(tmp_path / "c", MINI, scenes=2, samples_per_scene=3, seed=4, occ=[])
-    assert _digest(tmp_path / "c")["nuscenes/v1.0-mini/sample.json"] != a["nuscenes/v1.0-mini/sample.json"]
+    assert digests(tmp_path / "c")["nuscenes/v1.0-mini/sample.json"] != a["nuscenes/v1.0-mini/sample.json"]
 
 
 def test_trainval_and_test_scene_names(tmp_path):

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import devkit_oracle as oracle
 import target_oracle
-from helpers import assert_same, run_cli, working_directory
+from helpers import assert_same, digest, run_cli, working_directory
 from occprep import boxes
 from occprep.cli import cli
 from occprep.inspection import inspect_pickle
@@ -158,7 +158,7 @@ def test_all_targets_in_one_run_equal_each_target_alone(made, tmp_path):
                                               str(tmp_path / target), "--target", target, "--quiet"])
         assert result.exit_code == 0, result.output
         name = Path(FILES[target]).name.format(split="val")
-        assert (tmp_path / target / name).read_bytes() == (made[2] / FILES[target].format(split="val")).read_bytes()
+        assert digest(tmp_path / target / name) == digest(made[2] / FILES[target].format(split="val"))
 
 
 @pytest.fixture(scope="module")

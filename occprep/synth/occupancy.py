@@ -29,6 +29,7 @@ import numpy as np
 
 from occprep.config import OccupancyFormat
 from occprep.fileio import atomic_write
+from occprep.geometry import arctan2
 from occprep.synth.spec import VisibilityRule
 
 GROUND_Z = -0.05
@@ -237,8 +238,8 @@ class Grid:
         origin_local = np.column_stack([rel[:, 0] * c + rel[:, 1] * s, -rel[:, 0] * s + rel[:, 1] * c])
         # Candidate columns: the box footprint and its shadow sector out to the farthest corner + depth.
         ray = corners[:, ::2, :2] - origin[:2]
-        facing = np.arctan2(centre[:, 1] - origin[1], centre[:, 0] - origin[0])
-        turn = (np.arctan2(ray[..., 1], ray[..., 0]) - facing[:, None] + np.pi) % (2 * np.pi) - np.pi
+        facing = arctan2(centre[:, 1] - origin[1], centre[:, 0] - origin[0])
+        turn = (arctan2(ray[..., 1], ray[..., 0]) - facing[:, None] + np.pi) % (2 * np.pi) - np.pi
         reach = np.hypot(ray[..., 0], ray[..., 1]).max(1) + rule.shadow_depth_m
         angle = facing[:, None] + turn.min(1)[:, None] + np.ptp(turn, axis=1)[:, None] * np.linspace(0, 1, _ARC_SAMPLES)
         arc = origin[:2] + reach[:, None, None] * np.stack([np.cos(angle), np.sin(angle)], axis=-1)

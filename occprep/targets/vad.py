@@ -37,7 +37,7 @@ import numpy as np
 from occprep import boxes
 from occprep.canbus import nearest_message
 from occprep.futures import follow
-from occprep.geometry import quaternion_product
+from occprep.geometry import arctan2, quaternion_product
 from occprep.infos import GT_KEYS, SAMPLE_KEYS, InfoParts
 from occprep.targets import BuildOptions, box_column, key_selecting_target, keyframe_column
 from occprep.temporal import orientation_from_global
@@ -64,7 +64,7 @@ KEYS = (*SAMPLE_KEYS, *SCENE_KEYS, *GT_KEYS, *AGENT_KEYS, *EGO_KEYS)
 
 def rpy_yaw(x: np.ndarray, y: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
     """The yaw of VAD's `quart_to_rpy`, which takes a quaternion as (x, y, z, w) and does not normalise it."""
-    return np.arctan2(2 * (w * z + x * y), 1 - 2 * (z * z + y * y))
+    return arctan2(2 * (w * z + x * y), 1 - 2 * (z * z + y * y))
 
 
 def _wrapped(angle: np.ndarray) -> np.ndarray:
@@ -121,7 +121,7 @@ def _goals(positions: np.ndarray, fixed: bool) -> np.ndarray:
     else:
         displacement = positions[:, -1] - positions[:, 0]
         static = displacement.max(axis=1) < 1.0
-    bins = (np.arctan2(displacement[:, 1], displacement[:, 0]) + np.pi) // (np.pi / 4)
+    bins = (arctan2(displacement[:, 1], displacement[:, 0]) + np.pi) // (np.pi / 4)
     return np.where(static, 9.0, bins)
 
 

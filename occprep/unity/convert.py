@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from occprep.errors import OccprepError
+from occprep.geometry import arctan2
 
 NUSCENES_FROM_UNITY = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 """`M`: a point in Unity axes → the same point in nuScenes axes (`p_n = M p_u`)."""
@@ -123,5 +124,5 @@ def rotation_vector_wxyz(q: np.ndarray) -> np.ndarray:
     q = np.where(np.asarray(q, float)[..., :1] < 0, -q, q)
     v = q[..., 1:]
     norm = np.linalg.norm(v, axis=-1, keepdims=True)
-    angle = 2.0 * np.arctan2(norm, q[..., :1])
+    angle = 2.0 * arctan2(norm, q[..., :1])
     return np.divide(angle * v, norm, out=np.zeros_like(v), where=norm > 1e-12)
