@@ -61,6 +61,20 @@ def test_malformed_json_names_file_and_position(dataset, monkeypatch, capsys):
     assert_one_line_error(code, err, "scene.json: malformed JSON", "(byte ")
 
 
+
+def test_empty_table_file_is_malformed_json(dataset, monkeypatch, capsys):
+    """An empty file cannot be mapped: it is read instead, and named as malformed."""
+    (dataset / "v1.0-mini" / "scene.json").write_bytes(b"")
+    code, _, err = run_cli(BASE_ARGS, monkeypatch, capsys)
+    assert_one_line_error(code, err, "scene.json: malformed JSON")
+
+
+def test_table_path_that_is_a_folder_cannot_be_read(dataset, monkeypatch, capsys):
+    (dataset / "v1.0-mini" / "visibility.json").unlink()
+    (dataset / "v1.0-mini" / "visibility.json").mkdir()
+    code, _, err = run_cli(BASE_ARGS, monkeypatch, capsys)
+    assert_one_line_error(code, err, "visibility.json: cannot read (Is a directory)")
+
 @pytest.mark.parametrize("table, field, message", [
     ("sample_data", "ego_pose_token", "sample_data.ego_pose_token 'deadbeef'"),
     ("sample_data", "calibrated_sensor_token", "sample_data.calibrated_sensor_token 'deadbeef'"),
