@@ -33,7 +33,7 @@ from occprep.canbus import read_can_bus, scene_number
 from occprep.config import DatasetConfig, dataset_config
 from occprep.create import resolve_canbus
 from occprep.errors import OccprepError
-from occprep.fileio import replace_folder
+from occprep.fileio import read_json, replace_folder
 from occprep.layout import check_root_path, version_folder
 from occprep.reporting import Reporter
 from occprep.scan import unresolved
@@ -226,8 +226,8 @@ def _outputs_intact(folder: Path, outputs: Dict[str, int]) -> bool:
 def _finished(shards: Path, version: str) -> Optional[Manifest]:
     """The manifest of a complete shard folder of `version`, or None (no folder, no marker, unreadable marker)."""
     try:
-        return msgspec.json.decode(marker_path(shards, version).read_bytes(), type=Manifest)
-    except (OSError, msgspec.DecodeError):
+        return read_json(marker_path(shards, version), Manifest)
+    except OccprepError:
         return None
 
 
