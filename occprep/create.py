@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import IO, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from occprep.infos import InfoParts
 from occprep.layout import check_root_path, fix_canbus, misplaced_sensor_folders, version_folder
 from occprep.names import describe_unknown
 from occprep.pickles import write_pickle
-from occprep.records import CanBus, Scan
+from occprep.records import CanBus, Scan, native
 from occprep.reporting import Reporter
 from occprep.scan import ResolvedAnnotations, read_resolved_annotations, read_scan_tables, scan
 from occprep.splits import OFFICIAL_VERSIONS, SplitPlan, official_plan, plan_from_file
@@ -287,7 +287,8 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
                                      annotations="test" not in concrete)
             del scanned, can_bus
             with reporter.stage("write"):
-                write_outputs(result, chosen, out_dirs, extra_tag, options.build_options(root_path), staging, reporter)
+                write_outputs(result, chosen, out_dirs, extra_tag, options.build_options(root_path), staging, reporter,
+                              worker)
             results.append(replace(result, parts=None))
             del result
     return summarize(results, skipped, reporter.elapsed, notes + shared)
@@ -349,36 +350,147 @@ def resolve_canbus(canbus_root: Path, root_path: str) -> Tuple[Path, List[str]]:
     return Path(canbus_root), []
 
 
+@dataclass(frozen=True)
+class _Output:
+    """One pickle to write: a target's infos of one split."""
+
+    split: str
+    target: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class _OutputsTask:
+    """Pickles for a worker process to write into temporary files already made for them (`Staging.reserve`)."""
+
+    version: str
+    parts: tuple
+    """`InfoParts`' arguments."""
+    splits: Dict[str, List[int]]
+    annotations: bool
+    outputs: List[_Output]
+    temporary: Dict[Path, Path]
+    """Output path -> its temporary file."""
+    options: BuildOptions
+
+
 def write_outputs(result: VersionInfos, chosen: Sequence[Target], out_dirs: Dict[str, Path], extra_tag: str,
-                  options: BuildOptions, staging: Staging, reporter: Reporter) -> None:
+                  options: BuildOptions, staging: Staging, reporter: Reporter,
+                  worker: Optional[ProcessPoolExecutor] = None) -> None:
     """Build and pickle every split of `result` for every target into `staging` (renamed into place
-    when the whole run succeeds); records the paths in `result.outputs`."""
-    total = len(chosen) * sum(len(rows) for rows in result.splits.values())
+    when the whole run succeeds); records the paths in `result.outputs`. With a `worker` (a pool of one
+    process), some of the pickles are built and written there meanwhile (`_worker_share`): the same bytes."""
     layout = {target.name: target.layout(options, result.parts.root_path) for target in chosen}
     grouped = sorted(chosen, key=lambda target: list(layout.values()).index(layout[target.name]))
-    with gc_paused(), reporter.progress(total=total, desc=f"infos {result.version}", unit="info") as progress:
-        for split, rows in result.splits.items():
-            shared: Dict[tuple, List[dict]] = {}
-            for position, target in enumerate(grouped):
-                if layout[target.name] not in shared:
-                    root, max_sweeps = layout[target.name]
-                    shared = {layout[target.name]: [result.parts.neutral(s, result.annotations, root, max_sweeps)
-                                                    for s in rows]}
-                built = result.build_split(target, split, options, shared[layout[target.name]])
-                if position + 1 == len(grouped) or layout[grouped[position + 1].name] != layout[target.name]:
-                    shared = {}  # the last target of its layout: free the neutral infos before pickling
-                path = out_dirs[target.name] / target.file_name(extra_tag, split, result.version)
-                try:
-                    with staging.write(path) as handle:
-                        write_pickle(built, handle)
-                except OSError as exc:
-                    raise OccprepError(f"{path}: cannot write ({exc.strerror}); check --out-dir") from None
-                del built
-                result.outputs.append(str(path))
-                if target.gaps is not None:
-                    result.gaps.setdefault(target.name, {}).update(
-                        target.gaps(result.parts, rows, result.annotations, options))
-                progress.update(len(rows))
+    outputs = [_Output(split, target.name, out_dirs[target.name] / target.file_name(extra_tag, split, result.version))
+               for split in result.splits for target in grouped]
+    elsewhere = _worker_share(outputs, result.splits) if worker is not None else []
+    total = len(chosen) * sum(len(rows) for rows in result.splits.values())
+    with gc_paused(), reporter.progress(total=total, desc=f"infos {result.version}", unit="info") as progress, \
+            contextlib.ExitStack() as reserved:
+        task = None
+        if elsewhere:
+            temporary = {output.path: reserved.enter_context(staging.reserve(output.path)) for output in elsewhere}
+            task = worker.submit(_write_elsewhere, _task(result, elsewhere, temporary, options))
+        try:
+            _write(result, [output for output in outputs if output not in elsewhere], options,
+                   lambda output: _staged(staging, output.path), progress.update)
+            if task is not None:
+                task.result()
+                progress.update(sum(len(result.splits[output.split]) for output in elsewhere))
+        finally:
+            if task is not None:
+                wait([task])  # it writes the reserved files: they are removed only once it is done
+    targets = {target.name: target for target in chosen}
+    for output in outputs:
+        result.outputs.append(str(output.path))
+        target = targets[output.target]
+        if target.gaps is not None:
+            result.gaps.setdefault(target.name, {}).update(
+                target.gaps(result.parts, result.splits[output.split], result.annotations, options))
+
+
+WORKER_SHARE = 0.3
+"""The least share of the infos to write that is worth sending the parts to a worker process (about half a
+second per 300 MB of parts on trainval): one target's val split alone is not."""
+
+
+def _worker_share(outputs: List[_Output], splits: Dict[str, List[int]]) -> List[_Output]:
+    """The outputs a second process writes: the largest first, each to the process with fewer infos to
+    write so far; none when that share would be less than `WORKER_SHARE`."""
+    load = {"here": 0, "worker": 0}
+    share = []
+    for output in sorted(outputs, key=lambda output: -len(splits[output.split])):
+        process = min(load, key=load.get)
+        load[process] += len(splits[output.split])
+        if process == "worker":
+            share.append(output)
+    return share if load["worker"] >= WORKER_SHARE * sum(load.values()) else []
+
+
+def _task(result: VersionInfos, outputs: List[_Output], temporary: Dict[Path, Path],
+          options: BuildOptions) -> _OutputsTask:
+    """What a worker needs to write `outputs` of `result`."""
+    parts = result.parts
+    splits = {output.split for output in outputs}
+    return _OutputsTask(result.version, (parts.scan, parts.temporal, parts.can_bus, parts.config, parts.root_path,
+                                         parts.messages, parts.cwd),
+                        {split: rows for split, rows in result.splits.items() if split in splits},
+                        result.annotations, outputs, temporary, options)
+
+
+def _write_elsewhere(task: _OutputsTask) -> None:
+    """Write `task`'s pickles into their temporary files (runs in a worker process)."""
+    with gc_paused():
+        result = VersionInfos(task.version, InfoParts(*map(native, task.parts)), task.splits, task.annotations, scenes=0,
+                              no_can_bus={}, left_out={}, unlisted=[], unlisted_split=None)
+        _write(result, task.outputs, task.options, lambda output: _reserved(task.temporary[output.path], output.path),
+               lambda infos: None)
+
+
+def _write(result: VersionInfos, outputs: List[_Output], options: BuildOptions, open_output, written) -> None:
+    """Build and pickle `outputs` (ordered by split, then by target layout) into `open_output(output)`; the
+    neutral infos of a split are built once for the consecutive targets of the same layout; `written(n)`
+    after each output of n infos."""
+    targets = {target.name: target for target in parse_targets(",".join(dict.fromkeys(o.target for o in outputs)))}
+    shared: Dict[tuple, List[dict]] = {}
+    for position, output in enumerate(outputs):
+        target, rows = targets[output.target], result.splits[output.split]
+        layout = (output.split, target.layout(options, result.parts.root_path))
+        if layout not in shared:
+            root, max_sweeps = layout[1]
+            shared = {layout: [result.parts.neutral(s, result.annotations, root, max_sweeps) for s in rows]}
+        built = result.build_split(target, output.split, options, shared[layout])
+        following = outputs[position + 1] if position + 1 < len(outputs) else None
+        if following is None or (following.split, targets[following.target].layout(
+                options, result.parts.root_path)) != layout:
+            shared = {}  # the last target of its layout: free the neutral infos before pickling
+        with open_output(output) as handle:
+            write_pickle(built, handle)
+        del built
+        written(len(rows))
+
+
+@contextlib.contextmanager
+def _staged(staging: Staging, path: Path) -> Iterator[IO[bytes]]:
+    """`staging.write(path)`, a failed write named as such."""
+    try:
+        with staging.write(path) as handle:
+            yield handle
+    except OSError as exc:
+        raise OccprepError(f"{path}: cannot write ({exc.strerror}); check --out-dir") from None
+
+
+@contextlib.contextmanager
+def _reserved(temporary: Path, path: Path) -> Iterator[IO[bytes]]:
+    """The temporary file `Staging.reserve` made for `path`, opened for writing and synced at the end."""
+    try:
+        with open(temporary, "r+b") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise OccprepError(f"{path}: cannot write ({exc.strerror}); check --out-dir") from None
 
 
 def summarize(results: List[VersionInfos], skipped: List[str], wall_time: float,

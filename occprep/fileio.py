@@ -68,6 +68,16 @@ class Staging:
     @contextlib.contextmanager
     def write(self, path: Path, mode: str = "wb") -> Iterator[IO]:
         """Open a temporary file for `path`; once the block succeeds it waits for the commit."""
+        with self.reserve(path) as tmp, open(tmp, mode.replace("w", "r+")) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    @contextlib.contextmanager
+    def reserve(self, path: Path) -> Iterator[Path]:
+        """Make an empty temporary file for `path`, for this or another process to write (opened with
+        mode 'r+b', so that nothing is made anew once the block has removed it) and sync; once the block
+        succeeds it waits for the commit, otherwise it is removed."""
         path = Path(path)
         if path.is_dir():
             raise OccprepError(f"{path}: is a folder; give the file name to write, or remove the folder")
@@ -76,14 +86,12 @@ class Staging:
                                         if not folder.exists()]))
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
         except OSError as exc:
             raise OccprepError(f"{path}: cannot write there ({exc.strerror}); a part of the path may be a file, "
                                "or not writable") from None
         try:
-            with os.fdopen(fd, mode) as handle:
-                yield handle
-                handle.flush()
-                os.fsync(handle.fileno())
+            yield Path(tmp)
             os.chmod(tmp, 0o644)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

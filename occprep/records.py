@@ -6,14 +6,16 @@ another record are int64 with -1 for "none". Quaternions are (w, x, y, z).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from functools import cached_property
 from itertools import chain
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 
 from occprep.se3 import SE3
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,19 @@ def native_dtype(array: np.ndarray) -> np.ndarray:
     written from it would name the dtype anew instead of referring back to the first array of that type:
     other bytes for the same values."""
     return array.view(np.dtype(array.dtype.str))
+
+
+def native(value: T) -> T:
+    """`value` with numpy's own dtype objects on its arrays (see `native_dtype`), for records unpickled from
+    another process: an array itself, the fields of a dataclass and the values of a dict, recursively
+    (lists are left as they are)."""
+    if isinstance(value, np.ndarray):
+        return native_dtype(value)
+    if isinstance(value, dict):
+        return {key: native(item) for key, item in value.items()}
+    if is_dataclass(value) and not isinstance(value, type):
+        return replace(value, **{f.name: native(getattr(value, f.name)) for f in fields(value) if f.init})
+    return value
 
 
 def stack(rows: Sequence[Sequence[float]], width: int) -> np.ndarray:

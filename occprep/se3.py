@@ -73,3 +73,16 @@ class SE3:
         matrix[..., :3, 3] = self.translation
         matrix[..., 3, 3] = 1.0
         return matrix
+
+    def __reduce__(self) -> tuple:
+        """Pickled with the memory order of `rotation` kept: an `inverse`'s transposed rotations arrive
+        transposed in another process (numpy would send them in C order), so that the products taken there
+        sum in the same order and give the same bits."""
+        transposed = not self.rotation.flags.c_contiguous and np.swapaxes(self.rotation, -1, -2).flags.c_contiguous
+        rotation = np.swapaxes(self.rotation, -1, -2) if transposed else self.rotation
+        return _unpickled, (rotation, self.translation, transposed)
+
+
+def _unpickled(rotation: np.ndarray, translation: np.ndarray, transposed: bool) -> SE3:
+    """The `SE3` that `SE3.__reduce__` sent."""
+    return SE3(np.swapaxes(rotation, -1, -2) if transposed else rotation, translation)

@@ -29,7 +29,7 @@ from occprep.create import (ALL_VERSIONS, CreateOptions, VersionInfos, check_con
 from occprep.errors import OccprepError
 from occprep.fileio import Staging, replace_folder
 from occprep.records import (Annotations, CanBus, Keyframes, Readings, Scan, Scenes, Transforms, inverse_permutation,
-                             native_dtype, remap_rows)
+                             native, remap_rows)
 from occprep.reporting import Reporter
 from occprep.scan import (AnnotationFields, DetailedAnnotationFields, DetailedSampleDataFields, EgoPoseFields,
                           ReadingFilter, SampleDataFields, scan, scene_locations, transforms)
@@ -233,7 +233,7 @@ def gather_scan(parts: List[ScanPart], tables: GlobalTables) -> Scan:
         instance_tokens=instance_tokens,
         category_names=[c.name for c in tables.category],
     )
-    return _native(gathered)
+    return native(gathered)
 
 
 class _Interned(dict):
@@ -241,16 +241,6 @@ class _Interned(dict):
 
     def __missing__(self, key: str) -> str:
         return sys.intern(key)
-
-
-def _native(scanned: Scan) -> Scan:
-    """`scanned` with numpy's own dtype objects on every array (see `records.native_dtype`)."""
-    def fixed(record):
-        return replace(record, **{name: native_dtype(value) for name, value in vars(record).items()
-                                  if isinstance(value, np.ndarray)})
-
-    return replace(scanned, keyframes=fixed(scanned.keyframes), readings=fixed(scanned.readings),
-                   annotations=fixed(scanned.annotations), ego_poses=fixed(scanned.ego_poses))
 
 
 def gather_can_bus(parts: List[ScanPart]) -> CanBus:

@@ -269,9 +269,11 @@ def test_data_paths_join_as_os_path_join_and_strip_the_working_directory():
                 assert data_paths(root, given, cwd) == joined(root, given, cwd), (root, cwd)
 
 
-def test_a_worker_reading_annotations_and_can_bus_changes_no_byte(generated_mini, tmp_path, monkeypatch):
-    """Big versions have the annotations and the CAN bus read by a worker process meanwhile: every target's
-    pickles are byte for byte those of the single-process run (arrays arrive with numpy's own dtypes)."""
+def test_a_worker_reading_and_writing_alongside_changes_no_byte(generated_mini, tmp_path, monkeypatch):
+    """Big versions have the annotations and the CAN bus read by a worker process meanwhile, and the worker
+    writes about half of the pickles when there are several targets: every target's pickles are byte for
+    byte those of the single-process run (arrays arrive with numpy's own dtypes and transforms in their own
+    memory order), and so is the summary."""
     import occprep.create
     from click.testing import CliRunner
 
@@ -288,8 +290,21 @@ def test_a_worker_reading_annotations_and_can_bus_changes_no_byte(generated_mini
             result = CliRunner().invoke(cli, ["create-infos", "--version", "v1.0-mini", "--no-file-check", "--out-dir",
                                               mode, "--target", every, "--quiet", "--report", f"{mode}.json"])
         assert result.exit_code == 0, result.output
-        outputs[mode] = digests(base / mode, "*.pkl")
-    assert len(outputs["alone"]) == 16 and outputs["worker"] == outputs["alone"]
+        report = json.loads((base / f"{mode}.json").read_text())["versions"]
+        outputs[mode] = digests(base / mode, "*.pkl"), json.dumps(report).replace(f'"{mode}/', '"')
+    assert len(outputs["alone"][0]) == 16 and outputs["worker"] == outputs["alone"]
+
+
+def test_the_worker_writes_a_share_of_the_outputs_only_when_it_is_worth_the_sending():
+    from occprep.create import WORKER_SHARE, _Output, _worker_share
+
+    splits = {"train": list(range(28)), "val": list(range(6))}
+    one_target = [_Output(split, "bevformer", Path(split)) for split in splits]
+    assert _worker_share(one_target, splits) == []
+    every = [_Output(split, name, Path(split, name)) for split in splits for name in "abcdefgh"]
+    share = _worker_share(every, splits)
+    infos = sum(len(splits[output.split]) for output in share)
+    assert WORKER_SHARE * 8 * 34 <= infos <= 8 * 34 / 2 and {output.split for output in share} == set(splits)
 
 
 def test_annotations_resolved_batch_by_batch_equal_those_resolved_whole(generated_mini, monkeypatch):

@@ -51,3 +51,25 @@ def test_arctan2_is_given_contiguous_arrays_only(monkeypatch):
     angles = geometry.arctan2(matrices[:, 1, 0], matrices[:, 0, 0])
     assert layouts == [(True, True)] * 3
     assert angles.tobytes() == numpy_arctan2(matrices[:, 1, 0].copy(), matrices[:, 0, 0].copy()).tobytes()
+
+
+def test_an_se3_sent_to_another_process_keeps_its_memory_order_and_so_its_products():
+    """An `inverse`'s rotations are a transposed view; numpy would pickle them in C order, and einsum sums
+    the products of the two layouts in another order (other last bits: VAD's futures differed when
+    written by a worker). Pickled, an SE3 keeps its layout and applies to the same bits."""
+    import pickle
+
+    from occprep.se3 import SE3
+
+    rng = np.random.default_rng(3)
+    transforms = SE3.from_quaternions(rng.normal(size=(500, 4)), rng.normal(size=(500, 3))).inverse()
+    points, rows = rng.normal(size=(2000, 3)) * 50, rng.integers(0, 500, 2000)
+    assert not transforms.rotation.flags.c_contiguous
+    sent = pickle.loads(pickle.dumps(transforms))
+    assert sent.rotation.strides == transforms.rotation.strides
+    assert np.array_equal(sent[rows].apply(points), transforms[rows].apply(points))
+    plain = pickle.loads(pickle.dumps(transforms.rotation))
+    assert plain.flags.c_contiguous  # what numpy alone sends
+    forward = SE3.from_quaternions(rng.normal(size=(5, 4)), rng.normal(size=(5, 3)))
+    assert pickle.loads(pickle.dumps(forward)).rotation.flags.c_contiguous
+    assert np.array_equal(pickle.loads(pickle.dumps(forward)).rotation, forward.rotation)
