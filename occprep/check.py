@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import msgspec
 import numpy as np
@@ -30,6 +30,7 @@ from occprep.occupancy import FORMATS, LAYOUTS, GtIndex, LidarKeyframe, PathLoca
 from occprep.reporting import Reporter
 from occprep.splits import devkit_scene_lists
 from occprep.tables import TABLE_TYPES, field_subset, iter_record_batches
+from occprep.tokens import TokenSet, pack_tokens
 from occprep.workers import PARALLEL_BYTES, cores, spawn_pool
 
 STATUSES = ("ok", "skip", "warn", "error")
@@ -221,63 +222,6 @@ def _reference_type(name: str, keep_files: bool) -> type:
     wanted = {"token", *(fk.field for fk in FOREIGN_KEYS if fk.table == name), *_OTHER_FIELDS.get(name, ()), *files}
     return field_subset(TABLE_TYPES[name], " ".join(f.name for f in msgspec.structs.fields(TABLE_TYPES[name])
                                                     if f.name in wanted))
-
-
-_HEX_TOKEN = re.compile(r"[0-9a-f]{32}")
-
-
-def pack_tokens(tokens: Sequence[str]) -> Tuple[np.ndarray, FrozenSet[str]]:
-    """The 32-hex-digit `tokens` as 16-byte keys (dtype S16, in order, repeats kept) and the others.
-
-    Packs of a table's batches are collected, then made one `TokenSet`: a sort per table, not per batch.
-    """
-    present = list(filter(None, tokens))
-    others = {""} if len(present) < len(tokens) else set()
-    joined = " ".join(present)
-    try:
-        packed = bytes.fromhex(joined)
-    except ValueError:
-        packed = None
-    if (packed is None or len(packed) != 16 * len(present) or joined[32::33] != " " * (len(present) - 1)
-            or any(digit in joined for digit in "ABCDEF")):  # some token is not 32 lowercase hex digits
-        distinct = set(present)
-        others.update(t for t in distinct if not _HEX_TOKEN.fullmatch(t))
-        packed = bytes.fromhex("".join(distinct - others))
-    return np.frombuffer(packed, dtype="S16"), frozenset(others)
-
-
-@dataclass(frozen=True)
-class TokenSet:
-    """A set of record tokens: 32-hex-digit ones (as nuScenes writes them) as sorted unique 16-byte
-    keys (`keys`, dtype S16, the token's bytes), any others as strings (`others`).
-
-    A trainval table's 2.6M tokens take 42 MB this way, and set operations are vectorised.
-    """
-
-    keys: np.ndarray
-    others: FrozenSet[str] = frozenset()
-
-    @classmethod
-    def of(cls, packs: Sequence[Tuple[np.ndarray, FrozenSet[str]]]) -> "TokenSet":
-        """The set of the tokens in `packs` (from `pack_tokens`)."""
-        keys = np.concatenate([k for k, _ in packs]) if packs else np.empty(0, "S16")
-        return cls(np.unique(keys), frozenset().union(*(o for _, o in packs)))
-
-    def __len__(self) -> int:
-        return len(self.keys) + len(self.others)
-
-    def __sub__(self, other: "TokenSet") -> "TokenSet":
-        at = np.searchsorted(other.keys, self.keys).clip(max=max(len(other.keys) - 1, 0))
-        found = other.keys[at] == self.keys if len(other.keys) else np.zeros(len(self.keys), bool)
-        return TokenSet(self.keys[~found], self.others - other.others)
-
-    def without(self, token: str) -> "TokenSet":
-        return TokenSet(self.keys, self.others - {token})
-
-    def first(self) -> str:
-        """The smallest token as a string (lowercase hex sorts as its bytes)."""
-        smallest = [self.keys[:1].tobytes().hex()] if len(self.keys) else []
-        return min([*self.others, *smallest])
 
 
 @dataclass

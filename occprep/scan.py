@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence
+from typing import Callable, FrozenSet, Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -22,41 +22,11 @@ from occprep.records import (Annotations, Keyframes, Readings, Scan, Scenes, Tra
 from occprep.reporting import Reporter
 from occprep.tables import (TABLE_TYPES, EgoPose, SampleAnnotation, SampleData, Tables, field_subset,
                             iter_record_batches, read_records, read_table)
+from occprep.tokens import TokenIndex, unresolved
 
 _OTHER = -1
 _LIDAR = 0
 """Roles of a sensor channel: other (radar, unused cameras), the lidar, camera c at `1 + c`."""
-
-
-def unresolved(table: str, field: str, token: str, owner: str) -> OccprepError:
-    """The error for `table.field` = `token` of record `owner` that names no record."""
-    return OccprepError(f"{table}.{field} {token!r} of record {owner!r} does not resolve to any record; "
-                        "the tables are inconsistent (re-extract or regenerate them)")
-
-
-def _lookup(index: Dict[str, int], token: str, table: str, field: str, owner: str) -> int:
-    row = index.get(token)
-    if row is None:
-        raise unresolved(table, field, token, owner)
-    return row
-
-
-def _token_rows(tokens: Iterable[str]) -> Dict[str, int]:
-    """Token -> row of the records whose `tokens` these are, and '' (no record) -> -1."""
-    rows = {token: row for row, token in enumerate(tokens)}
-    rows[""] = -1
-    return rows
-
-
-def _resolve(index: Dict[str, int], tokens: List[str], owners: Sequence[str], table: str, field: str) -> np.ndarray:
-    """(N,) int64 rows of `tokens` in `index` (from `_token_rows`; '' gives -1); an unknown token is
-    an error naming `table.field`, the token and its record (`owners`: the tokens of the records)."""
-    rows = [index.get(token, -2) for token in tokens]
-    resolved = np.array(rows, dtype=np.int64)
-    if len(resolved) and resolved.min() == -2:
-        bad = rows.index(-2)
-        raise unresolved(table, field, tokens[bad], owners[bad])
-    return resolved
 
 
 def transforms(records: Iterable) -> Transforms:
@@ -67,20 +37,21 @@ def transforms(records: Iterable) -> Transforms:
     return Transforms(stack(translations, 3), stack(rotations, 4), translations, rotations)
 
 
-def _frame_indices(tables: Tables, sample_row: Dict[str, int]) -> np.ndarray:
-    """Position of every sample on its scene's chain `first_sample_token -> next`."""
+def _frame_indices(tables: Tables, sample_row: TokenIndex, next_row: np.ndarray) -> np.ndarray:
+    """Position of every sample on its scene's chain `first_sample_token -> next` (`next_row`: each sample's
+    next, resolved)."""
+    first = sample_row.rows([scene.first_sample_token for scene in tables.scene], [scene.token for scene in tables.scene],
+                            "scene", "first_sample_token").tolist()
+    following = next_row.tolist()
     frame_idx = np.full(len(tables.sample), -1, dtype=np.int64)
-    for scene in tables.scene:
-        token, position = scene.first_sample_token, 0
-        table, field, owner = "scene", "first_sample_token", scene.token
-        while token:
-            row = _lookup(sample_row, token, table, field, owner)
+    for scene, row in zip(tables.scene, first):
+        position = 0
+        while row >= 0:
             if frame_idx[row] >= 0:
-                raise OccprepError(f"sample {token!r}: the sample chain of scene {scene.name!r} loops or is "
-                                   "shared with another scene; fix sample.next in the tables")
+                raise OccprepError(f"sample {tables.sample[row].token!r}: the sample chain of scene {scene.name!r} loops "
+                                   "or is shared with another scene; fix sample.next in the tables")
             frame_idx[row] = position
-            table, field, owner = "sample", "next", token
-            token, position = tables.sample[row].next, position + 1
+            row, position = following[row], position + 1
     orphans = np.flatnonzero(frame_idx < 0)
     if orphans.size:
         sample = tables.sample[orphans[0]]
@@ -193,14 +164,14 @@ class _AnnotationColumns:
         return cls(**values)
 
 
-def resolve_annotations(records: list, sample_row: Dict[str, int], instances: list, categories: list,
+def resolve_annotations(records: list, sample_row: TokenIndex, instances: list, categories: list,
                         attributes: list) -> ResolvedAnnotations:
     """sample_annotation `records` (at least `AnnotationFields`; with `Detailed*` ones also their
     attributes and visibility) with every token resolved; an unresolvable one is an error naming it."""
     return _resolved(_AnnotationColumns.of(records), sample_row, instances, categories, attributes)
 
 
-def _resolved(columns: _AnnotationColumns, sample_row: Dict[str, int], instances: list, categories: list,
+def _resolved(columns: _AnnotationColumns, sample_row: TokenIndex, instances: list, categories: list,
               attributes: list) -> ResolvedAnnotations:
     category_name = {c.token: c.name for c in categories}
     instance_category = {}
@@ -210,13 +181,13 @@ def _resolved(columns: _AnnotationColumns, sample_row: Dict[str, int], instances
             raise unresolved("instance", "category_token", instance.category_token, instance.token)
         instance_category[instance.token] = name
     owners = columns.token
-    ann_row = _token_rows(owners)
-    instance = _resolve(_token_rows(i.token for i in instances), columns.instance_token, owners,
-                        "sample_annotation", "instance_token")
+    ann_row = TokenIndex(owners)
+    instance = TokenIndex([i.token for i in instances]).rows(columns.instance_token, owners, "sample_annotation",
+                                                             "instance_token")
     return ResolvedAnnotations(
-        sample=_resolve(sample_row, columns.sample_token, owners, "sample_annotation", "sample_token"),
-        prev=_resolve(ann_row, columns.prev, owners, "sample_annotation", "prev"),
-        next=_resolve(ann_row, columns.next, owners, "sample_annotation", "next"),
+        sample=sample_row.rows(columns.sample_token, owners, "sample_annotation", "sample_token"),
+        prev=ann_row.rows(columns.prev, owners, "sample_annotation", "prev"),
+        next=ann_row.rows(columns.next, owners, "sample_annotation", "next"),
         instance=instance,
         category=[instance_category[token] for token in columns.instance_token],
         translation=columns.translation, size=columns.size, rotation=columns.rotation,
@@ -233,7 +204,7 @@ def read_resolved_annotations(version_dir: Path, details: bool = False) -> Resol
     fields = DetailedAnnotationFields if details else AnnotationFields
     columns = _AnnotationColumns.joined([_AnnotationColumns.of(batch) for batch in
                                          iter_record_batches(version_dir, "sample_annotation", fields)])
-    return _resolved(columns, _token_rows(s.token for s in read_table(version_dir, "sample")),
+    return _resolved(columns, TokenIndex([s.token for s in read_table(version_dir, "sample")]),
                      read_table(version_dir, "instance"), read_table(version_dir, "category"),
                      read_table(version_dir, "attribute"))
 
@@ -310,11 +281,13 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
     sample_annotation table resolved elsewhere (`read_resolved_annotations`; default: from `tables`); it is
     called once the other tables are scanned, so a worker still reading it overlaps that work."""
     sample_tokens = [s.token for s in tables.sample]
-    sample_row = _token_rows(sample_tokens)
-    scene_row = _token_rows(s.token for s in tables.scene)
-    sample_scene = _resolve(scene_row, [s.scene_token for s in tables.sample], sample_tokens, "sample", "scene_token")
+    sample_row = TokenIndex(sample_tokens)
+    sample_scene = TokenIndex([s.token for s in tables.scene]).rows([s.scene_token for s in tables.sample],
+                                                                     sample_tokens, "sample", "scene_token")
     sample_time = np.fromiter((s.timestamp for s in tables.sample), dtype=np.int64, count=len(tables.sample))
-    frame_idx = _frame_indices(tables, sample_row)
+    prev_row = sample_row.rows([s.prev for s in tables.sample], sample_tokens, "sample", "prev")
+    next_row = sample_row.rows([s.next for s in tables.sample], sample_tokens, "sample", "next")
+    frame_idx = _frame_indices(tables, sample_row, next_row)
 
     calibration_row = {c.token: row for row, c in enumerate(tables.calibrated_sensor)}
     roles = _channel_roles(tables.calibrated_sensor, tables.sensor, config)
@@ -331,24 +304,18 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
 
     count = len(kept)
     kept_tokens = [r.token for r in kept]
-    reading_row = _token_rows(kept_tokens)
-    reading_sample = _resolve(sample_row, [r.sample_token for r in kept], kept_tokens, "sample_data", "sample_token")
+    reading_row = TokenIndex(kept_tokens)
+    reading_sample = sample_row.rows([r.sample_token for r in kept], kept_tokens, "sample_data", "sample_token")
     linked = (roles[kept_calibration] == _LIDAR) | camera_sweeps
-    prev = _resolve(reading_row, [r.prev if link else "" for r, link in zip(kept, linked.tolist())], kept_tokens,
-                    "sample_data", "prev")
+    prev = reading_row.rows([r.prev if link else "" for r, link in zip(kept, linked.tolist())], kept_tokens,
+                            "sample_data", "prev")
 
-    pose_of_token: Dict[str, int] = {}
-    for record in kept:
-        pose_of_token.setdefault(record.ego_pose_token, len(pose_of_token))
-    pose_records = [None] * len(pose_of_token)
-    for record in tables.ego_pose:
-        row = pose_of_token.get(record.token)
-        if row is not None:
-            pose_records[row] = record
-    if None in pose_records:
-        token = next(t for t, row in pose_of_token.items() if pose_records[row] is None)
-        owner = next(r.token for r in kept if r.ego_pose_token == token)
-        raise unresolved("sample_data", "ego_pose_token", token, owner)
+    # The poses the readings use, in the order of their first use.
+    pose_row = TokenIndex([p.token for p in tables.ego_pose]).rows([r.ego_pose_token for r in kept], kept_tokens,
+                                                                   "sample_data", "ego_pose_token")
+    used, first_use, reading_pose = np.unique(pose_row, return_index=True, return_inverse=True)
+    order = np.argsort(first_use)
+    pose_records = [tables.ego_pose[row] for row in used[order].tolist()]
 
     readings = Readings(
         token=kept_tokens,
@@ -358,7 +325,7 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
         height=np.fromiter((r.height for r in kept), dtype=np.int64, count=count) if _has_field(kept, "height")
         else None,
         calibration=np.array(kept_calibration, dtype=np.int64),
-        ego_pose=np.fromiter((pose_of_token[r.ego_pose_token] for r in kept), dtype=np.int64, count=count),
+        ego_pose=inverse_permutation(order)[reading_pose.reshape(-1)],
         scene=sample_scene[reading_sample],
         prev=prev,
     )
@@ -387,8 +354,8 @@ def scan(tables: Tables, config: DatasetConfig, camera_sweeps: bool = False,
             token=sample_tokens,
             prev=[s.prev for s in tables.sample],
             next=[s.next for s in tables.sample],
-            prev_row=_resolve(sample_row, [s.prev for s in tables.sample], sample_tokens, "sample", "prev"),
-            next_row=_resolve(sample_row, [s.next for s in tables.sample], sample_tokens, "sample", "next"),
+            prev_row=prev_row,
+            next_row=next_row,
             scene=sample_scene,
             timestamp=sample_time,
             frame_idx=frame_idx,

@@ -315,10 +315,11 @@ def test_annotations_resolved_batch_by_batch_equal_those_resolved_whole(generate
     import occprep.tables
     from occprep.scan import DetailedAnnotationFields, read_resolved_annotations, resolve_annotations
     from occprep.tables import read_records, read_table
+    from occprep.tokens import TokenIndex
 
     version_dir = generated_mini.root / "v1.0-mini"
     whole = resolve_annotations(read_records(version_dir, "sample_annotation", DetailedAnnotationFields),
-                                {s.token: row for row, s in enumerate(read_table(version_dir, "sample"))},
+                                TokenIndex([s.token for s in read_table(version_dir, "sample")]),
                                 read_table(version_dir, "instance"), read_table(version_dir, "category"),
                                 read_table(version_dir, "attribute"))
     monkeypatch.setattr(occprep.tables, "SPLIT_DECODE_BYTES", 0)

@@ -36,11 +36,11 @@ from occprep.errors import OccprepError
 from occprep.fileio import read_json, replace_folder
 from occprep.layout import check_root_path, version_folder
 from occprep.reporting import Reporter
-from occprep.scan import unresolved
 from occprep.shards.files import (CAN_BUS_KINDS, FORMAT, GLOBAL_TABLES, ID_KEY, INDEX_COLUMNS, MARKER, ROUTED_TABLES,
                                   ROW, SHARD_NAMES, Manifest, global_table_path, index_path, marker_path, part_path,
                                   row_count_columns, version_dir)
 from occprep.tables import TABLE_TYPES, Scene, read_table
+from occprep.tokens import unresolved
 from occprep.workers import gc_paused
 
 try:  # the `shards` extra
