@@ -21,7 +21,7 @@ from occprep.records import (Annotations, Keyframes, Readings, Scan, Scenes, Tra
                              native_dtype, remap_rows, stack)
 from occprep.reporting import Reporter
 from occprep.tables import (TABLE_TYPES, EgoPose, SampleAnnotation, SampleData, Tables, field_subset,
-                            iter_record_batches, read_records, read_table)
+                            iter_record_batches, read_at, read_records, read_selected, read_table)
 from occprep.tokens import TokenIndex, unresolved
 
 _OTHER = -1
@@ -420,6 +420,22 @@ class ReadingFilter:
                 for token, key in zip(sensor_tokens, key_frames)]
 
 
+def _used_poses(version_dir: Path, readings: list, positions: Optional[np.ndarray]) -> list:
+    """The ego_pose records `readings` use (all of them unless the readings were selected from a big file,
+    at `positions`). nuScenes writes ego_pose.json in sample_data.json's order, one pose per reading: the
+    records at the readings' positions are decoded, and kept when they are those poses (a copy of a pose's
+    token elsewhere in such a file is not looked for); other tables have the file's records that `readings`
+    name looked up by token."""
+    if positions is None:
+        return read_records(version_dir, "ego_pose", EgoPoseFields)
+    poses = read_at(version_dir, "ego_pose", EgoPoseFields, positions)
+    if poses is not None and [p.token for p in poses] == [r.ego_pose_token for r in readings]:
+        return poses
+    used = {r.ego_pose_token for r in readings}
+    return read_records(version_dir, "ego_pose", EgoPoseFields,
+                        (_TokenKey, lambda records: [r.token in used for r in records]))
+
+
 def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporter, camera_sweeps: bool = False,
                      details: bool = False, annotations: bool = True) -> Tables:
     """The tables of `version_dir` as far as `scan` reads them, for speed and memory on big versions.
@@ -440,14 +456,12 @@ def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporte
                 tables[name] = read_records(version_dir, name, TABLE_TYPES[name])
                 bar.update()
         readings = ReadingFilter.of(tables["calibrated_sensor"], tables["sensor"], config, camera_sweeps)
-        tables["sample_data"] = read_records(
+        tables["sample_data"], positions = read_selected(
             version_dir, "sample_data", DetailedSampleDataFields if details else SampleDataFields,
             (_SensorKey, lambda records: readings.wanted([r.calibrated_sensor_token for r in records],
                                                          [r.is_key_frame for r in records])))
         bar.update()
-        used_poses = {r.ego_pose_token for r in tables["sample_data"]}
-        tables["ego_pose"] = read_records(version_dir, "ego_pose", EgoPoseFields,
-                                          (_TokenKey, lambda records: [r.token in used_poses for r in records]))
+        tables["ego_pose"] = _used_poses(version_dir, tables["sample_data"], positions)
         bar.update()
         tables["sample_annotation"] = (read_records(version_dir, "sample_annotation",
                                                     DetailedAnnotationFields if details else AnnotationFields)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple
 
 import msgspec
+import numpy as np
 
 from occprep.errors import OccprepError
 from occprep.fileio import atomic_write, read_json
@@ -204,18 +205,39 @@ def read_records(version_dir: Path, name: str, type_: type,
     `keep` looks at), and only the records `keep` flags are decoded as `type_`. Smaller files are
     decoded whole and returned whole (callers filter as they need anyway).
     """
+    return read_selected(version_dir, name, type_, select)[0]
+
+
+def read_selected(version_dir: Path, name: str, type_: type,
+                  select: Optional[Tuple[type, Callable[[list], List[bool]]]] = None) -> Tuple[list, Optional[np.ndarray]]:
+    """`read_records` and, for a big file read with `select`, the (K,) int64 positions in the file of the
+    records it returns (else None: every record is returned)."""
     path = Path(version_dir) / f"{name}.json"
     if select is None or not _is_big(path):
-        return read_json(path, List[type_])
+        return read_json(path, List[type_]), None
     key_type, keep = select
     key_decoder, decoder = msgspec.json.Decoder(List[key_type]), msgspec.json.Decoder(List[type_])
-    kept = []
+    kept, positions = [], []
     for start, parts in _raw_batches(path):
         flags = keep(_decode_raw(key_decoder, parts, path, start))
-        chosen = [raw for raw, flag in zip(parts, flags) if flag]
-        if chosen:
-            kept.extend(_decode_raw(decoder, chosen, path, start))
-    return kept
+        chosen = np.flatnonzero(flags)
+        if len(chosen):
+            kept.extend(_decode_raw(decoder, [parts[i] for i in chosen.tolist()], path, start))
+            positions.append(start + chosen)
+    return kept, np.concatenate(positions) if positions else np.empty(0, dtype=np.int64)
+
+
+def read_at(version_dir: Path, name: str, type_: type, positions: np.ndarray) -> Optional[list]:
+    """The records at `positions` (ascending) of table `name`, decoded as `type_`; None when the file holds
+    fewer records."""
+    path = Path(version_dir) / f"{name}.json"
+    raws = read_json(path, List[msgspec.Raw])
+    if len(positions) and positions[-1] >= len(raws):
+        return None
+    decoder = msgspec.json.Decoder(List[type_])
+    return [record for start in range(0, len(positions), DECODE_BATCH)
+            for record in _decode_raw(decoder, [raws[i] for i in positions[start:start + DECODE_BATCH].tolist()], path,
+                                      int(positions[start]))]
 
 
 def _decode_raw(decoder: msgspec.json.Decoder, raws: List[msgspec.Raw], path: Path, start: int) -> list:

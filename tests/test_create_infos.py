@@ -333,3 +333,37 @@ def test_annotations_resolved_batch_by_batch_equal_those_resolved_whole(generate
         else:
             assert actual == expected, name
     assert len({id(v) for v in batched.visibility}) == len(set(batched.visibility))
+
+
+def test_poses_read_by_position_or_by_token_scan_the_same(writable_mini, monkeypatch):
+    """On a big sample_data file the ego poses at the kept readings' positions are decoded (nuScenes writes
+    ego_pose.json in sample_data.json's order, one pose per reading); an ego_pose.json in another order is
+    read by token instead. Either way the scan is the one of the tables read whole."""
+    import random
+
+    import occprep.scan
+    import occprep.tables
+    from occprep.config import dataset_config
+    from occprep.reporting import Reporter
+    from occprep.scan import read_scan_tables, scan
+
+    version_dir = writable_mini.root / writable_mini.version
+    config, quiet = dataset_config("nuscenes"), Reporter("test", quiet=True)
+
+    def poses_of(tables):
+        scanned = scan(tables, config)
+        return scanned.ego_poses.translation_list, scanned.ego_poses.rotation_list, scanned.readings.ego_pose.tolist()
+
+    whole = poses_of(read_scan_tables(version_dir, config, quiet))
+    monkeypatch.setattr(occprep.tables, "SPLIT_DECODE_BYTES", 0)
+    monkeypatch.setattr(occprep.tables, "DECODE_BATCH", 997)
+    by_token = []
+    read_records = occprep.scan.read_records
+    monkeypatch.setattr(occprep.scan, "read_records", lambda directory, name, *rest: (
+        by_token.append(name), read_records(directory, name, *rest))[1])
+    assert poses_of(read_scan_tables(version_dir, config, quiet)) == whole and "ego_pose" not in by_token
+
+    poses = writable_mini.table("ego_pose")
+    random.Random(2).shuffle(poses)
+    (version_dir / "ego_pose.json").write_text(json.dumps(poses))
+    assert poses_of(read_scan_tables(version_dir, config, quiet)) == whole and "ego_pose" in by_token
