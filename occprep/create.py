@@ -16,7 +16,7 @@ from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from occprep.blobs import missing_files
 from occprep.canbus import CAN_BUS_MODES, can_bus_slots, read_can_bus
 from occprep.config import DatasetConfig, config_problems, dataset_config
 from occprep.errors import OccprepError
-from occprep.fileio import Staging
+from occprep.fileio import Staging, write_reserved
 from occprep.infos import InfoParts
 from occprep.layout import check_root_path, fix_canbus, misplaced_sensor_folders, version_folder
 from occprep.names import describe_unknown
@@ -394,7 +394,7 @@ def write_outputs(result: VersionInfos, chosen: Sequence[Target], out_dirs: Dict
             task = worker.submit(_write_elsewhere, _task(result, elsewhere, temporary, options))
         try:
             _write(result, [output for output in outputs if output not in elsewhere], options,
-                   lambda output: _staged(staging, output.path), progress.update)
+                   lambda output: reserved.enter_context(staging.reserve(output.path)), progress.update)
             if task is not None:
                 task.result()
                 progress.update(sum(len(result.splits[output.split]) for output in elsewhere))
@@ -441,17 +441,16 @@ def _task(result: VersionInfos, outputs: List[_Output], temporary: Dict[Path, Pa
 
 def _write_elsewhere(task: _OutputsTask) -> None:
     """Write `task`'s pickles into their temporary files (runs in a worker process)."""
-    with gc_paused():
-        result = VersionInfos(task.version, InfoParts(*map(native, task.parts)), task.splits, task.annotations, scenes=0,
-                              no_can_bus={}, left_out={}, unlisted=[], unlisted_split=None)
-        _write(result, task.outputs, task.options, lambda output: _reserved(task.temporary[output.path], output.path),
-               lambda infos: None)
+    result = VersionInfos(task.version, InfoParts(*map(native, task.parts)), task.splits, task.annotations, scenes=0,
+                          no_can_bus={}, left_out={}, unlisted=[], unlisted_split=None)
+    _write(result, task.outputs, task.options, lambda output: task.temporary[output.path], lambda infos: None)
 
 
-def _write(result: VersionInfos, outputs: List[_Output], options: BuildOptions, open_output, written) -> None:
-    """Build and pickle `outputs` (ordered by split, then by target layout) into `open_output(output)`; the
-    neutral infos of a split are built once for the consecutive targets of the same layout; `written(n)`
-    after each output of n infos."""
+def _write(result: VersionInfos, outputs: List[_Output], options: BuildOptions, temporary: Callable[[_Output], Path],
+           written: Callable[[int], None]) -> None:
+    """Build and pickle `outputs` (ordered by split, then by target layout) into their `temporary(output)`
+    files (`Staging.reserve`); the neutral infos of a split are built once for the consecutive targets of
+    the same layout; `written(n)` after each output of n infos."""
     targets = {target.name: target for target in parse_targets(",".join(dict.fromkeys(o.target for o in outputs)))}
     shared: Dict[tuple, List[dict]] = {}
     for position, output in enumerate(outputs):
@@ -465,30 +464,18 @@ def _write(result: VersionInfos, outputs: List[_Output], options: BuildOptions, 
         if following is None or (following.split, targets[following.target].layout(
                 options, result.parts.root_path)) != layout:
             shared = {}  # the last target of its layout: free the neutral infos before pickling
-        with open_output(output) as handle:
+        with _opened(temporary(output), output.path) as handle:
             write_pickle(built, handle)
         del built
         written(len(rows))
 
 
 @contextlib.contextmanager
-def _staged(staging: Staging, path: Path) -> Iterator[IO[bytes]]:
-    """`staging.write(path)`, a failed write named as such."""
+def _opened(temporary: Path, path: Path) -> Iterator[IO[bytes]]:
+    """`write_reserved(temporary)`, the temporary file of `path`; a failed write named as such."""
     try:
-        with staging.write(path) as handle:
+        with write_reserved(temporary) as handle:
             yield handle
-    except OSError as exc:
-        raise OccprepError(f"{path}: cannot write ({exc.strerror}); check --out-dir") from None
-
-
-@contextlib.contextmanager
-def _reserved(temporary: Path, path: Path) -> Iterator[IO[bytes]]:
-    """The temporary file `Staging.reserve` made for `path`, opened for writing and synced at the end."""
-    try:
-        with open(temporary, "r+b") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
     except OSError as exc:
         raise OccprepError(f"{path}: cannot write ({exc.strerror}); check --out-dir") from None
 

@@ -68,16 +68,13 @@ class Staging:
     @contextlib.contextmanager
     def write(self, path: Path, mode: str = "wb") -> Iterator[IO]:
         """Open a temporary file for `path`; once the block succeeds it waits for the commit."""
-        with self.reserve(path) as tmp, open(tmp, mode.replace("w", "r+")) as handle:
+        with self.reserve(path) as tmp, write_reserved(tmp, mode) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
 
     @contextlib.contextmanager
     def reserve(self, path: Path) -> Iterator[Path]:
-        """Make an empty temporary file for `path`, for this or another process to write (opened with
-        mode 'r+b', so that nothing is made anew once the block has removed it) and sync; once the block
-        succeeds it waits for the commit, otherwise it is removed."""
+        """Make an empty temporary file for `path`, for this or another process to write (`write_reserved`);
+        once the block succeeds it waits for the commit, otherwise it is removed."""
         path = Path(path)
         if path.is_dir():
             raise OccprepError(f"{path}: is a folder; give the file name to write, or remove the folder")
@@ -117,6 +114,16 @@ class Staging:
         for folder in reversed(self._made):
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only when empty
+
+
+@contextlib.contextmanager
+def write_reserved(temporary: Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a file that `Staging.reserve` made, for writing, and sync it at the end. It is opened, never made:
+    a writer in another process that comes after the run failed and removed it makes no stray file."""
+    with open(temporary, mode.replace("w", "r+")) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _remove(paths: List[str]) -> None:

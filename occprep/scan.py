@@ -1,7 +1,7 @@
 """Stage 1: the nuScenes tables -> a resolved, indexed `Scan` (no devkit `NuScenes` object).
 
-Every table is walked once; tokens resolve through dicts built once; a token that does not
-resolve is an error naming the table, field and token. Only the sample_data an info can name is
+Every table is walked once; tokens resolve through a `TokenIndex` (sorted 16-byte keys) built once
+per table; a token that does not resolve is an error naming the table, field and token. Only the sample_data an info can name is
 kept: every reading of the lidar channel (keyframes and sweeps) and the keyframe camera readings.
 `read_scan_tables` (the file edge) reads just what `scan` uses from a version folder.
 """

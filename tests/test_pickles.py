@@ -129,19 +129,19 @@ def test_staging_removes_the_folders_it_made_when_the_run_fails(tmp_path):
 
 
 def test_a_reserved_file_is_renamed_into_place_or_removed_and_never_made_anew(tmp_path):
-    """`Staging.reserve` makes the temporary file another process writes: renamed into place when the run
-    succeeds, removed when it fails; a writer that opens it only after the removal fails instead of leaving
-    a stray file."""
-    from occprep.fileio import Staging
+    """`Staging.reserve` makes the temporary file another process writes (`write_reserved`): renamed into
+    place when the run succeeds, removed when it fails; a writer that comes only after the removal fails
+    instead of leaving a stray file."""
+    from occprep.fileio import Staging, write_reserved
 
     with Staging() as staging, staging.reserve(tmp_path / "out" / "a.pkl") as temporary:
-        with open(temporary, "r+b") as handle:
+        with write_reserved(temporary) as handle:
             handle.write(b"written elsewhere")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.pkl"]
     assert (tmp_path / "out" / "a.pkl").read_bytes() == b"written elsewhere"
 
     with pytest.raises(RuntimeError), Staging() as staging, staging.reserve(tmp_path / "out" / "b.pkl") as temporary:
         raise RuntimeError("the run fails before the other process opens its file")
-    with pytest.raises(FileNotFoundError):
-        open(temporary, "r+b")
+    with pytest.raises(FileNotFoundError), write_reserved(temporary):
+        pass
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.pkl"]
