@@ -367,3 +367,29 @@ def test_poses_read_by_position_or_by_token_scan_the_same(writable_mini, monkeyp
     random.Random(2).shuffle(poses)
     (version_dir / "ego_pose.json").write_text(json.dumps(poses))
     assert poses_of(read_scan_tables(version_dir, config, quiet)) == whole and "ego_pose" in by_token
+
+
+def test_an_error_in_the_writing_worker_is_the_same_one_line_and_leaves_nothing(writable_mini, tmp_path, monkeypatch,
+                                                                                capsys):
+    """A target that fails on the tables while the worker writes it (UniAD's pickles go there, BEVFormer's are
+    written here): the run stops with that target's own error, exit code and nothing written (the worker's
+    reserved files removed too), as without the worker."""
+    import occprep.create
+
+    version_dir = writable_mini.root / writable_mini.version
+    annotations = writable_mini.table("sample_annotation")
+    annotations[-1]["visibility_token"] = ""
+    (version_dir / "sample_annotation.json").write_text(json.dumps(annotations))
+    monkeypatch.setattr(occprep.create, "cores", lambda: 2)
+    results = {}
+    for mode, threshold in (("alone", 1 << 60), ("worker", 0)):
+        monkeypatch.setattr(occprep.create, "PARALLEL_BYTES", threshold)
+        out = tmp_path / mode
+        results[mode] = run_cli(["create-infos", "--root-path", writable_mini.root, "--canbus", writable_mini.canbus,
+                                 "--version", "v1.0-mini", "--no-file-check", "--out-dir", out,
+                                 "--target", "bevformer,uniad", "--quiet"], monkeypatch, capsys)
+        assert not out.exists(), sorted(out.rglob("*"))
+    assert results["worker"] == results["alone"]
+    code, _, err = results["alone"]
+    assert code != 0 and err.startswith("error: sample_annotation.visibility_token '' is not a visibility level")
+    assert err.count("\n") == 1
