@@ -1,8 +1,9 @@
 """Stage 1: the nuScenes tables -> a resolved, indexed `Scan` (no devkit `NuScenes` object).
 
 Every table is walked once; tokens resolve through a `TokenIndex` (sorted 16-byte keys) built once
-per table; a token that does not resolve is an error naming the table, field and token. Only the sample_data an info can name is
-kept: every reading of the lidar channel (keyframes and sweeps) and the keyframe camera readings.
+per table; a token that does not resolve is an error naming the table, field and token. Only the
+sample_data an info can name is kept: every reading of the lidar channel (keyframes and sweeps) and
+the keyframe camera readings.
 `read_scan_tables` (the file edge) reads just what `scan` uses from a version folder.
 """
 
@@ -40,16 +41,16 @@ def transforms(records: Iterable) -> Transforms:
 def _frame_indices(tables: Tables, sample_row: TokenIndex, next_row: np.ndarray) -> np.ndarray:
     """Position of every sample on its scene's chain `first_sample_token -> next` (`next_row`: each sample's
     next, resolved)."""
-    first = sample_row.rows([scene.first_sample_token for scene in tables.scene], [scene.token for scene in tables.scene],
-                            "scene", "first_sample_token").tolist()
+    first = sample_row.rows([scene.first_sample_token for scene in tables.scene],
+                            [scene.token for scene in tables.scene], "scene", "first_sample_token").tolist()
     following = next_row.tolist()
     frame_idx = np.full(len(tables.sample), -1, dtype=np.int64)
     for scene, row in zip(tables.scene, first):
         position = 0
         while row >= 0:
             if frame_idx[row] >= 0:
-                raise OccprepError(f"sample {tables.sample[row].token!r}: the sample chain of scene {scene.name!r} loops "
-                                   "or is shared with another scene; fix sample.next in the tables")
+                raise OccprepError(f"sample {tables.sample[row].token!r}: the sample chain of scene {scene.name!r} "
+                                   "loops or is shared with another scene; fix sample.next in the tables")
             frame_idx[row] = position
             row, position = following[row], position + 1
     orphans = np.flatnonzero(frame_idx < 0)

@@ -209,7 +209,8 @@ def read_records(version_dir: Path, name: str, type_: type,
 
 
 def read_selected(version_dir: Path, name: str, type_: type,
-                  select: Optional[Tuple[type, Callable[[list], List[bool]]]] = None) -> Tuple[list, Optional[np.ndarray]]:
+                  select: Optional[Tuple[type, Callable[[list], List[bool]]]] = None
+                  ) -> Tuple[list, Optional[np.ndarray]]:
     """`read_records` and, for a big file read with `select`, the (K,) int64 positions in the file of the
     records it returns (else None: every record is returned)."""
     path = Path(version_dir) / f"{name}.json"
