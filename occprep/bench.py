@@ -30,13 +30,20 @@ STAGES = ("read", "scan", "can_bus", "file_check", "temporal", "write")
 
 @dataclass(frozen=True)
 class Run:
-    """One create-infos process: wall time, s; CPU time (user + system), s; peak resident memory, MB;
-    wall time per stage, s."""
+    """One create-infos process: wall time, s; CPU time (user + system, its workers' included), s; peak
+    resident memory of its largest process, MB; wall time per stage, s; and the peak of the resident
+    memory of all its processes together (its worker processes), MB, sampled every `SAMPLE_S` (None where
+    /proc is not there to read)."""
 
     wall_s: float
     cpu_s: float
     peak_rss_mb: float
     stages_s: Dict[str, float]
+    together_mb: Optional[float] = None
+
+
+SAMPLE_S = 0.05
+"""Seconds between two readings of the resident memory of create-infos' processes."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,14 @@ def run_once(dataset: Dataset, out_dir: Path, target: str = "bevformer") -> Tupl
                "--no-file-check", "--target", target, "--quiet", "--report", str(report)]
     started = time.perf_counter()
     child = subprocess.Popen(command, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
+    together = None
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
+        resident = _resident_mb(child.pid)
+        together = max(together or 0.0, resident) if resident is not None else together
+        time.sleep(SAMPLE_S)
     wall = time.perf_counter() - started
     stderr = child.stderr.read().decode(errors="replace").strip()
     child.stderr.close()
@@ -98,7 +112,29 @@ def run_once(dataset: Dataset, out_dir: Path, target: str = "bevformer") -> Tupl
         raise OccprepError(f"create-infos failed during the benchmark: {stderr.splitlines()[-1] if stderr else status}")
     summary = json.loads(report.read_text())
     return Run(wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime, peak_rss_mb=usage.ru_maxrss / 1024,
-               stages_s=summary.get("stages_s", {})), summary
+               stages_s=summary.get("stages_s", {}), together_mb=together), summary
+
+
+def _resident_mb(pid: int) -> Optional[float]:
+    """The resident memory of process `pid` and of every process it started, MB (from /proc; None when
+    there is none to read, as on macOS, or when the process is gone)."""
+    pids, total = [pid], 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    try:
+        while pids:
+            current = pids.pop()
+            with open(f"/proc/{current}/statm") as statm:
+                total += int(statm.read().split()[1]) * page
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    pids += [int(child) for child in children.read().split()]
+    except (OSError, ValueError):
+        return None
+    return total / (1 << 20)
+
+
+def _mb(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def bench(scenes: int, repeat: int, workdir: Path, reporter: Reporter, target: str = "bevformer",
@@ -121,16 +157,21 @@ def bench(scenes: int, repeat: int, workdir: Path, reporter: Reporter, target: s
     wall = statistics.median(r.wall_s for r in runs)
     cpu = statistics.median(r.cpu_s for r in runs)
     peak = statistics.median(r.peak_rss_mb for r in runs)
+    sampled = [r.together_mb for r in runs if r.together_mb is not None]
+    together = statistics.median(sampled) if sampled else None
     stages = {stage: round(statistics.median(r.stages_s.get(stage, 0.0) for r in runs), 3)
               for stage in STAGES if any(stage in r.stages_s for r in runs)}
     summary = {"dataset": str(dataset.root_path), "version": dataset.version, "scenes": scene_count,
                "samples": samples, "repeat": repeat, "target": target, "median_wall_s": round(wall, 3),
-               "median_cpu_s": round(cpu, 3), "median_peak_rss_mb": round(peak, 1), "median_stages_s": stages,
+               "median_cpu_s": round(cpu, 3), "median_peak_rss_mb": round(peak, 1),
+               "median_together_mb": None if together is None else round(together, 1), "median_stages_s": stages,
                "runs": [asdict(r) for r in runs]}
     lines = [f"create-infos --target {target} on {dataset.root_path} ({dataset.version}: {scene_count} scenes, "
              f"{samples} samples), {repeat} run(s):",
-             f"  {'run':>6}  {'wall s':>8}  {'cpu s':>8}  {'peak MB':>8}",
-             *(f"  {i + 1:>6}  {r.wall_s:>8.2f}  {r.cpu_s:>8.2f}  {r.peak_rss_mb:>8.0f}" for i, r in enumerate(runs)),
-             f"  {'median':>6}  {wall:>8.2f}  {cpu:>8.2f}  {peak:>8.0f}",
+             f"  {'run':>6}  {'wall s':>8}  {'cpu s':>8}  {'peak MB':>8}  {'together MB':>11}",
+             *(f"  {i + 1:>6}  {r.wall_s:>8.2f}  {r.cpu_s:>8.2f}  {r.peak_rss_mb:>8.0f}  {_mb(r.together_mb):>11}"
+               for i, r in enumerate(runs)),
+             f"  {'median':>6}  {wall:>8.2f}  {cpu:>8.2f}  {peak:>8.0f}  {_mb(together):>11}",
+             "  (peak: the largest process; together: all of them, the reading worker included, sampled)",
              "  stages (median wall s): " + ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in stages.items())]
     return summary, lines
