@@ -14,7 +14,8 @@ def test_bench_synthesises_once_and_measures_child_runs(tmp_path):
     assert summary["samples"] == 40 and summary["scenes"] == 1 and len(summary["runs"]) == 2
     assert all(run["wall_s"] > 0 and run["cpu_s"] > 0 and run["peak_rss_mb"] > 10 for run in summary["runs"])
     assert all(run["together_mb"] > 10 for run in summary["runs"])  # /proc is there on Linux
-    assert lines[-3].split()[0] == "median" and lines[-3].split()[-1] == f"{summary['median_together_mb']:.0f}"
+    median = lines[-3].split()
+    assert median[0] == "median" and abs(float(median[-1]) - summary["median_together_mb"]) <= 0.6
     assert list(summary["median_stages_s"]) == ["read", "scan", "can_bus", "temporal", "write"]
     assert lines[-1].startswith("  stages (median wall s): read ")
     marker = tmp_path / "synth-1" / "synth-complete.json"
