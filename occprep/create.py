@@ -313,7 +313,8 @@ def scan_version(version_dir: Path, config: DatasetConfig, config_name: str, rep
                                   annotations=annotations is None)
     check_config_names(config, tables.sensor, tables.category, config_name)
     with gc_paused(), reporter.stage("scan"):
-        return scan(tables, config, camera_sweeps, annotations.result if annotations is not None else None)
+        return scan(tables, config, camera_sweeps,
+                    (lambda: native(annotations.result())) if annotations is not None else None)
 
 
 def output_dirs(chosen: Sequence[Target], out_dir: Path, out_dir_given: bool = True) -> Tuple[Dict[str, Path], List[str]]:
@@ -363,11 +364,10 @@ class _Output:
 class _OutputsTask:
     """Pickles for a worker process to write into temporary files already made for them (`Staging.reserve`)."""
 
-    version: str
+    result: VersionInfos
+    """Without its parts, and with only the splits written there."""
     parts: tuple
-    """`InfoParts`' arguments."""
-    splits: Dict[str, List[int]]
-    annotations: bool
+    """`InfoParts`' arguments: the records it is made of, not the values it has computed from them."""
     outputs: List[_Output]
     temporary: Dict[Path, Path]
     """Output path -> its temporary file."""
@@ -431,18 +431,17 @@ def _worker_share(outputs: List[_Output], splits: Dict[str, List[int]]) -> List[
 def _task(result: VersionInfos, outputs: List[_Output], temporary: Dict[Path, Path],
           options: BuildOptions) -> _OutputsTask:
     """What a worker needs to write `outputs` of `result`."""
-    parts = result.parts
-    splits = {output.split for output in outputs}
-    return _OutputsTask(result.version, (parts.scan, parts.temporal, parts.can_bus, parts.config, parts.root_path,
-                                         parts.messages, parts.cwd),
-                        {split: rows for split, rows in result.splits.items() if split in splits},
-                        result.annotations, outputs, temporary, options)
+    parts, splits = result.parts, {output.split for output in outputs}
+    return _OutputsTask(replace(result, parts=None, splits={split: rows for split, rows in result.splits.items()
+                                                            if split in splits}),
+                        (parts.scan, parts.temporal, parts.can_bus, parts.config, parts.root_path, parts.messages,
+                         parts.cwd),
+                        outputs, temporary, options)
 
 
 def _write_elsewhere(task: _OutputsTask) -> None:
     """Write `task`'s pickles into their temporary files (runs in a worker process)."""
-    result = VersionInfos(task.version, InfoParts(*map(native, task.parts)), task.splits, task.annotations, scenes=0,
-                          no_can_bus={}, left_out={}, unlisted=[], unlisted_split=None)
+    result = replace(task.result, parts=InfoParts(*map(native, task.parts)))
     _write(result, task.outputs, task.options, lambda output: task.temporary[output.path], lambda infos: None)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from occprep.config import DatasetConfig
 from occprep.errors import OccprepError
 from occprep.records import (Annotations, Keyframes, Readings, Scan, Scenes, Transforms, inverse_permutation,
-                             native_dtype, remap_rows, stack)
+                             remap_rows, stack)
 from occprep.reporting import Reporter
 from occprep.tables import (TABLE_TYPES, EgoPose, SampleAnnotation, SampleData, Tables, field_subset,
                             iter_record_batches, read_at, read_records, read_selected, read_table)
@@ -80,7 +80,8 @@ class ResolvedAnnotations:
     """The sample_annotation table with its references resolved to rows, N records in file order.
 
     Built in a worker process on big versions (`read_resolved_annotations`): rows and names travel
-    between processes far faster than records, and resolving there takes that work off this process.
+    between processes far faster than records, and resolving there takes that work off this process
+    (`records.native` gives its arrays numpy's own dtypes back where they arrive).
     """
 
     sample: np.ndarray
@@ -108,11 +109,6 @@ class ResolvedAnnotations:
     unless read (`details`)."""
     visibility: Optional[List[str]]
     """`visibility_token` of each record; None unless read (`details`)."""
-
-    def __setstate__(self, state: dict) -> None:
-        """Unpickling (from a worker): arrays get numpy's own dtype objects again (`records.native_dtype`)."""
-        for name, value in state.items():
-            object.__setattr__(self, name, native_dtype(value) if isinstance(value, np.ndarray) else value)
 
 
 @dataclass(frozen=True)
