@@ -31,7 +31,7 @@ from occprep.reporting import Reporter
 from occprep.splits import devkit_scene_lists
 from occprep.tables import TABLE_TYPES, field_subset, iter_record_batches
 from occprep.tokens import TokenSet, pack_tokens
-from occprep.workers import PARALLEL_BYTES, cores, spawn_pool
+from occprep.workers import PARALLEL_BYTES, cores, process_pool
 
 STATUSES = ("ok", "skip", "warn", "error")
 """Finding statuses, least to most severe."""
@@ -301,7 +301,7 @@ def _start_big_tables(workers: contextlib.ExitStack, version_dir: Path, index: V
     processes = min(len(big), cores())
     if processes < 2:
         return {}
-    pool = workers.enter_context(spawn_pool(processes))
+    pool = workers.enter_context(process_pool(processes))
     return {name: pool.submit(_read_big_table, version_dir, name, config, keep_files, index.channel_of_calibration)
             for name in big}
 

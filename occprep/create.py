@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
-from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
@@ -36,7 +36,7 @@ from occprep.splits import OFFICIAL_VERSIONS, SplitPlan, official_plan, plan_fro
 from occprep.tables import Tables, read_table
 from occprep.targets import Build, BuildOptions, Target, parse_targets
 from occprep.temporal import temporal
-from occprep.workers import PARALLEL_BYTES, cores, gc_paused, spawn_pool
+from occprep.workers import PARALLEL_BYTES, can_fork, cores, fork_call, gc_paused, process_pool
 
 ALL_VERSIONS = {"v1.0": ("v1.0-trainval", "v1.0-test")}
 """Umbrella versions: run each member whose folder exists (the reference's `--version v1.0`)."""
@@ -267,28 +267,27 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
     out_dirs, shared = output_dirs(chosen, Path(out_dir), options.out_dir_given)
     steering = any(target.steering for target in chosen)
     results = []
-    with Staging() as staging, contextlib.ExitStack() as workers, gc_paused():
-        worker: Optional[ProcessPoolExecutor] = None
+    with Staging() as staging, gc_paused():
         for concrete in versions:
-            annotations = can_bus_job = None
-            if _reads_alongside(root / concrete):  # a worker reads the annotations, then the CAN bus, meanwhile
-                worker = worker or workers.enter_context(spawn_pool(1))
-                annotations = worker.submit(read_resolved_annotations, root / concrete,
-                                            any(target.details for target in chosen))
-                names = [scene.name for scene in read_table(root / concrete, "scene")]
-                can_bus_job = worker.submit(read_can_bus, canbus_root, names, config, Reporter("create-infos", quiet=True),
-                                            steering)
-            scanned = scan_version(root / concrete, config, config_name, reporter, chosen, annotations)
-            with reporter.stage("can_bus"):
-                can_bus = (can_bus_job.result() if can_bus_job is not None
-                           else read_can_bus(canbus_root, scanned.scenes.name, config, reporter, steering))
+            with contextlib.ExitStack() as reading:
+                annotations = can_bus_job = None
+                if _reads_alongside(root / concrete):  # a worker reads the annotations, then the CAN bus, meanwhile
+                    worker = reading.enter_context(process_pool(1))
+                    annotations = worker.submit(read_resolved_annotations, root / concrete,
+                                                any(target.details for target in chosen))
+                    names = [scene.name for scene in read_table(root / concrete, "scene")]
+                    can_bus_job = worker.submit(read_can_bus, canbus_root, names, config,
+                                                Reporter("create-infos", quiet=True), steering)
+                scanned = scan_version(root / concrete, config, config_name, reporter, chosen, annotations)
+                with reporter.stage("can_bus"):
+                    can_bus = (can_bus_job.result() if can_bus_job is not None
+                               else read_can_bus(canbus_root, scanned.scenes.name, config, reporter, steering))
             plan = custom_plan or official_plan(concrete)
             result = infos_from_scan(scanned, can_bus, config, root_path, plan, concrete, options, reporter,
                                      annotations="test" not in concrete)
             del scanned, can_bus
             with reporter.stage("write"):
-                write_outputs(result, chosen, out_dirs, extra_tag, options.build_options(root_path), staging, reporter,
-                              worker)
+                write_outputs(result, chosen, out_dirs, extra_tag, options.build_options(root_path), staging, reporter)
             results.append(replace(result, parts=None))
             del result
     return summarize(results, skipped, reporter.elapsed, notes + shared)
@@ -360,47 +359,33 @@ class _Output:
     path: Path
 
 
-@dataclass(frozen=True)
-class _OutputsTask:
-    """Pickles for a worker process to write into temporary files already made for them (`Staging.reserve`)."""
-
-    result: VersionInfos
-    """Without its parts, and with only the splits written there."""
-    parts: tuple
-    """`InfoParts`' arguments: the records it is made of, not the values it has computed from them."""
-    outputs: List[_Output]
-    temporary: Dict[Path, Path]
-    """Output path -> its temporary file."""
-    options: BuildOptions
-
-
 def write_outputs(result: VersionInfos, chosen: Sequence[Target], out_dirs: Dict[str, Path], extra_tag: str,
-                  options: BuildOptions, staging: Staging, reporter: Reporter,
-                  worker: Optional[ProcessPoolExecutor] = None) -> None:
+                  options: BuildOptions, staging: Staging, reporter: Reporter) -> None:
     """Build and pickle every split of `result` for every target into `staging` (renamed into place
-    when the whole run succeeds); records the paths in `result.outputs`. With a `worker` (a pool of one
-    process), some of the pickles are built and written there meanwhile (`_worker_share`): the same bytes."""
+    when the whole run succeeds); records the paths in `result.outputs`. With two cores and `can_fork`,
+    a forked child builds and writes about half of the infos meanwhile (`_child_share`): the same bytes."""
     layout = {target.name: target.layout(options, result.parts.root_path) for target in chosen}
     grouped = sorted(chosen, key=lambda target: list(layout.values()).index(layout[target.name]))
     outputs = [_Output(split, target.name, out_dirs[target.name] / target.file_name(extra_tag, split, result.version))
                for split in result.splits for target in grouped]
-    elsewhere = _worker_share(outputs, result.splits) if worker is not None else []
+    elsewhere = _child_share(outputs, result.splits) if cores() >= 2 and can_fork() else []
     total = len(chosen) * sum(len(rows) for rows in result.splits.values())
     with gc_paused(), reporter.progress(total=total, desc=f"infos {result.version}", unit="info") as progress, \
             contextlib.ExitStack() as reserved:
-        task = None
+        child = None
         if elsewhere:
             temporary = {output.path: reserved.enter_context(staging.reserve(output.path)) for output in elsewhere}
-            task = worker.submit(_write_elsewhere, _task(result, elsewhere, temporary, options))
+            child = fork_call(lambda: _write(result, elsewhere, options, lambda output: temporary[output.path],
+                                             lambda infos: None))
         try:
             _write(result, [output for output in outputs if output not in elsewhere], options,
                    lambda output: reserved.enter_context(staging.reserve(output.path)), progress.update)
-            if task is not None:
-                task.result()
+            if child is not None:
+                child.result()
                 progress.update(sum(len(result.splits[output.split]) for output in elsewhere))
         finally:
-            if task is not None:
-                wait([task])  # it writes the reserved files: they are removed only once it is done
+            if child is not None:
+                child.cancel()  # after a failure here: its reserved files are removed only once it has ended
     targets = {target.name: target for target in chosen}
     for output in outputs:
         result.outputs.append(str(output.path))
@@ -410,39 +395,17 @@ def write_outputs(result: VersionInfos, chosen: Sequence[Target], out_dirs: Dict
                 target.gaps(result.parts, result.splits[output.split], result.annotations, options))
 
 
-WORKER_SHARE = 0.3
-"""The least share of the infos to write that is worth sending the parts to a worker process (about half a
-second per 300 MB of parts on trainval): one target's val split alone is not."""
-
-
-def _worker_share(outputs: List[_Output], splits: Dict[str, List[int]]) -> List[_Output]:
-    """The outputs a second process writes: the largest first, each to the process with fewer infos to
-    write so far; none when that share would be less than `WORKER_SHARE`."""
-    load = {"here": 0, "worker": 0}
+def _child_share(outputs: List[_Output], splits: Dict[str, List[int]]) -> List[_Output]:
+    """The outputs a forked child writes: the largest first, each to the process with fewer infos to
+    write so far (one target's val split, or about half of several targets' pickles)."""
+    load = {"here": 0, "child": 0}
     share = []
     for output in sorted(outputs, key=lambda output: -len(splits[output.split])):
         process = min(load, key=load.get)
         load[process] += len(splits[output.split])
-        if process == "worker":
+        if process == "child":
             share.append(output)
-    return share if load["worker"] >= WORKER_SHARE * sum(load.values()) else []
-
-
-def _task(result: VersionInfos, outputs: List[_Output], temporary: Dict[Path, Path],
-          options: BuildOptions) -> _OutputsTask:
-    """What a worker needs to write `outputs` of `result`."""
-    parts, splits = result.parts, {output.split for output in outputs}
-    return _OutputsTask(replace(result, parts=None, splits={split: rows for split, rows in result.splits.items()
-                                                            if split in splits}),
-                        (parts.scan, parts.temporal, parts.can_bus, parts.config, parts.root_path, parts.messages,
-                         parts.cwd),
-                        outputs, temporary, options)
-
-
-def _write_elsewhere(task: _OutputsTask) -> None:
-    """Write `task`'s pickles into their temporary files (runs in a worker process)."""
-    result = replace(task.result, parts=InfoParts(*map(native, task.parts)))
-    _write(result, task.outputs, task.options, lambda output: task.temporary[output.path], lambda infos: None)
+    return share
 
 
 def _write(result: VersionInfos, outputs: List[_Output], options: BuildOptions, temporary: Callable[[_Output], Path],

@@ -19,7 +19,7 @@ from typing import Callable, Dict, Iterator, Optional, Sequence, TypeVar
 
 from occprep.errors import OccprepError
 from occprep.reporting import Reporter
-from occprep.workers import cores, spawn_pool
+from occprep.workers import cores, process_pool
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -30,8 +30,8 @@ RETRIES = 2
 
 
 class LocalEngine:
-    """Tasks in this process (`workers` 1) or in up to `workers` spawned processes of this machine (default:
-    its cores); `reporter` shows progress."""
+    """Tasks in this process (`workers` 1) or in up to `workers` worker processes of this machine
+    (`workers.process_pool`; default: its cores); `reporter` shows progress."""
 
     def __init__(self, workers: Optional[int] = None, reporter: Optional[Reporter] = None) -> None:
         self.workers, self.reporter = workers or cores(), reporter or Reporter("engine", quiet=True)
@@ -65,7 +65,7 @@ class LocalEngine:
     def _run(self, function: Callable[[T], R], items: Sequence[T], results: Dict[int, R], progress) -> None:
         """Run the items without a result into `results` (raises BrokenProcessPool when a worker dies)."""
         pending = [i for i in range(len(items)) if i not in results]
-        pool = spawn_pool(min(self.workers, len(pending)))
+        pool = process_pool(min(self.workers, len(pending)))
         try:
             futures = {pool.submit(function, items[i]): i for i in pending}
             while futures:

@@ -13,6 +13,13 @@ from tqdm import tqdm
 from occprep.fileio import write_json
 
 
+class _Bar(tqdm):
+    """tqdm without its monitor thread, so that a process that shows progress still runs one thread and
+    may fork its workers (`workers.can_fork`). The monitor only shortens the pause between redraws."""
+
+    monitor_interval = 0
+
+
 class Reporter:
     """What one command run tells the user: progress while it works, a summary when done.
 
@@ -30,7 +37,7 @@ class Reporter:
     def progress(self, iterable: Optional[Iterable] = None, *, desc: str, total: Optional[int] = None,
                  unit: str = "it") -> tqdm:
         """A tqdm bar on stderr (disabled when quiet); unit "B" counts bytes, shown as KB, MB, ..."""
-        return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, disable=self.quiet,
+        return _Bar(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, disable=self.quiet,
                     dynamic_ncols=True, leave=False, unit_scale=unit == "B", unit_divisor=1024)
 
     @contextlib.contextmanager

@@ -269,42 +269,44 @@ def test_data_paths_join_as_os_path_join_and_strip_the_working_directory():
                 assert data_paths(root, given, cwd) == joined(root, given, cwd), (root, cwd)
 
 
-def test_a_worker_reading_and_writing_alongside_changes_no_byte(generated_mini, tmp_path, monkeypatch):
-    """Big versions have the annotations and the CAN bus read by a worker process meanwhile, and the worker
-    writes about half of the pickles when there are several targets: every target's pickles are byte for
-    byte those of the single-process run (arrays arrive with numpy's own dtypes and transforms in their own
-    memory order), and so is the summary."""
+def test_workers_reading_and_writing_alongside_change_no_byte(generated_mini, tmp_path, monkeypatch):
+    """Big versions have the annotations and the CAN bus read by a worker process meanwhile, and a forked child
+    writes about half of the pickles: every target's pickles are byte for byte those of the single-process
+    run (arrays arrive with numpy's own dtypes and transforms in their own memory order), and so is the summary."""
     import occprep.create
     from click.testing import CliRunner
 
     from helpers import working_directory
     from occprep.cli import cli
+    from occprep.workers import fork_call
 
     base = generated_mini.lay_out(tmp_path)
     every = "bevformer,mmdet3d,mmdet3d-v2,bevdet,streampetr,sparsebev,uniad,vad"
+    forked = []
+    monkeypatch.setattr(occprep.create, "fork_call", lambda function: forked.append(1) or fork_call(function))
     outputs = {}
-    for mode, threshold in (("alone", 1 << 60), ("worker", 0)):
+    for mode, threshold, cores in (("alone", 1 << 60, 1), ("workers", 0, 2)):
         monkeypatch.setattr(occprep.create, "PARALLEL_BYTES", threshold)
-        monkeypatch.setattr(occprep.create, "cores", lambda: 2)
+        monkeypatch.setattr(occprep.create, "cores", lambda: cores)
         with working_directory(base):
             result = CliRunner().invoke(cli, ["create-infos", "--version", "v1.0-mini", "--no-file-check", "--out-dir",
                                               mode, "--target", every, "--quiet", "--report", f"{mode}.json"])
         assert result.exit_code == 0, result.output
         report = json.loads((base / f"{mode}.json").read_text())["versions"]
         outputs[mode] = digests(base / mode, "*.pkl"), json.dumps(report).replace(f'"{mode}/', '"')
-    assert len(outputs["alone"][0]) == 16 and outputs["worker"] == outputs["alone"]
+    assert len(outputs["alone"][0]) == 16 and outputs["workers"] == outputs["alone"] and forked == [1]
 
 
-def test_the_worker_writes_a_share_of_the_outputs_only_when_it_is_worth_the_sending():
-    from occprep.create import WORKER_SHARE, _Output, _worker_share
+def test_the_forked_child_writes_about_half_of_the_infos():
+    from occprep.create import _child_share, _Output
 
     splits = {"train": list(range(28)), "val": list(range(6))}
     one_target = [_Output(split, "bevformer", Path(split)) for split in splits]
-    assert _worker_share(one_target, splits) == []
+    assert _child_share(one_target, splits) == [one_target[1]]
     every = [_Output(split, name, Path(split, name)) for split in splits for name in "abcdefgh"]
-    share = _worker_share(every, splits)
+    share = _child_share(every, splits)
     infos = sum(len(splits[output.split]) for output in share)
-    assert WORKER_SHARE * 8 * 34 <= infos <= 8 * 34 / 2 and {output.split for output in share} == set(splits)
+    assert 8 * 34 / 2 - 6 <= infos <= 8 * 34 / 2 and {output.split for output in share} == set(splits)
 
 
 def test_annotations_resolved_batch_by_batch_equal_those_resolved_whole(generated_mini, monkeypatch):
@@ -369,27 +371,29 @@ def test_poses_read_by_position_or_by_token_scan_the_same(writable_mini, monkeyp
     assert poses_of(read_scan_tables(version_dir, config, quiet)) == whole and "ego_pose" in by_token
 
 
-def test_an_error_in_the_writing_worker_is_the_same_one_line_and_leaves_nothing(writable_mini, tmp_path, monkeypatch,
+def test_an_error_in_the_forked_writer_is_the_same_one_line_and_leaves_nothing(writable_mini, tmp_path, monkeypatch,
                                                                                 capsys):
-    """A target that fails on the tables while the worker writes it (UniAD's pickles go there, BEVFormer's are
-    written here): the run stops with that target's own error, exit code and nothing written (the worker's
-    reserved files removed too), as without the worker."""
+    """A target that fails on the tables while a forked child writes it (UniAD's pickles go there, BEVFormer's
+    are written here): the run stops with that target's own error, exit code and nothing written (the child's
+    reserved files removed too), as in one process."""
     import occprep.create
+    from occprep.workers import fork_call
 
     version_dir = writable_mini.root / writable_mini.version
     annotations = writable_mini.table("sample_annotation")
     annotations[-1]["visibility_token"] = ""
     (version_dir / "sample_annotation.json").write_text(json.dumps(annotations))
-    monkeypatch.setattr(occprep.create, "cores", lambda: 2)
+    forked = []
+    monkeypatch.setattr(occprep.create, "fork_call", lambda function: forked.append(1) or fork_call(function))
     results = {}
-    for mode, threshold in (("alone", 1 << 60), ("worker", 0)):
-        monkeypatch.setattr(occprep.create, "PARALLEL_BYTES", threshold)
+    for mode, cores in (("alone", 1), ("forked", 2)):
+        monkeypatch.setattr(occprep.create, "cores", lambda: cores)
         out = tmp_path / mode
         results[mode] = run_cli(["create-infos", "--root-path", writable_mini.root, "--canbus", writable_mini.canbus,
                                  "--version", "v1.0-mini", "--no-file-check", "--out-dir", out,
                                  "--target", "bevformer,uniad", "--quiet"], monkeypatch, capsys)
         assert not out.exists(), sorted(out.rglob("*"))
-    assert results["worker"] == results["alone"]
+    assert results["forked"] == results["alone"] and forked == [1]
     code, _, err = results["alone"]
     assert code != 0 and err.startswith("error: sample_annotation.visibility_token '' is not a visibility level")
     assert err.count("\n") == 1
