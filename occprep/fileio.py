@@ -9,9 +9,10 @@ import secrets
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator, List, Tuple, Type, TypeVar, Union
+from typing import IO, Callable, Iterator, List, Tuple, Type, TypeVar, Union
 
 import msgspec
+import numpy as np
 
 from occprep.errors import OccprepError
 
@@ -22,24 +23,41 @@ def read_json(path: Path, type: Type[T] = object) -> T:  # noqa: A002 - mirrors 
     """Decode a JSON file into `type` (msgspec), naming the file and position on failure. The file is
     mapped, not copied into memory (about a third less time to read a 1.3 GB table); `msgspec.Raw`
     results keep the mapping until they are freed."""
-    path = Path(path)
+    return decode_json(_content(Path(path)), type, str(path))
+
+
+def read_raw_records(path: Path) -> Tuple[List[msgspec.Raw], Callable[[int], None]]:
+    """The records of the JSON list in `path`, undecoded (`msgspec.Raw` views of the mapped file), and
+    `release(i)`, to call once the records before the i-th are done with: the pages of the file before it
+    leave this process's resident memory (they stay in the page cache, and would be read again from there
+    if needed). A 1.3 GB table read a batch at a time then never holds more than a batch's pages."""
+    data = _content(Path(path))
+    raws = decode_json(data, List[msgspec.Raw], str(path))
+    if not isinstance(data, mmap.mmap) or not hasattr(data, "madvise"):
+        return raws, lambda i: None
+    base = np.frombuffer(data, dtype=np.uint8).ctypes.data
+
+    def release(i: int) -> None:
+        if i < len(raws):
+            offset = np.frombuffer(raws[i], dtype=np.uint8).ctypes.data - base
+            data.madvise(mmap.MADV_DONTNEED, 0, offset - offset % mmap.PAGESIZE)
+
+    return raws, release
+
+
+def _content(path: Path) -> Union[mmap.mmap, bytes]:
+    """The content of a file: mapped read-only, or read when it cannot be mapped (an empty file, a pipe).
+    A missing or unreadable file is an `OccprepError` naming it."""
     try:
         with open(path, "rb") as handle:
-            data = _content(handle)
+            try:
+                return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            except (ValueError, OSError):
+                return handle.read()
     except FileNotFoundError:
         raise OccprepError(f"{path}: file not found") from None
     except OSError as exc:
         raise OccprepError(f"{path}: cannot read ({exc.strerror})") from None
-    return decode_json(data, type, str(path))
-
-
-def _content(handle: IO[bytes]) -> Union[mmap.mmap, bytes]:
-    """The content of an open file: mapped read-only, or read when it cannot be mapped (an empty file,
-    a pipe)."""
-    try:
-        return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-    except (ValueError, OSError):
-        return handle.read()
 
 
 def decode_json(data: Union[bytes, mmap.mmap], type: Type[T], where: str) -> T:  # noqa: A002 - mirrors msgspec

@@ -13,7 +13,7 @@ import msgspec
 import numpy as np
 
 from occprep.errors import OccprepError
-from occprep.fileio import atomic_write, read_json
+from occprep.fileio import atomic_write, read_json, read_raw_records
 
 
 class Attribute(msgspec.Struct, gc=False):
@@ -178,10 +178,12 @@ def _is_big(path: Path) -> bool:
 
 
 def _raw_batches(path: Path) -> Iterator[Tuple[int, List[msgspec.Raw]]]:
-    """(index of the first record, raw records) of the JSON list in `path`, `DECODE_BATCH` at a time."""
-    raws = read_json(path, List[msgspec.Raw])
+    """(index of the first record, raw records) of the JSON list in `path`, `DECODE_BATCH` at a time; the
+    file's pages before a batch leave the resident memory once the caller asks for the next one."""
+    raws, release = read_raw_records(path)
     for start in range(0, len(raws), DECODE_BATCH):
         yield start, raws[start:start + DECODE_BATCH]
+        release(start + DECODE_BATCH)
 
 
 def iter_record_batches(version_dir: Path, name: str, type_: type) -> Iterator[list]:

@@ -1,5 +1,6 @@
 import pickle
 import pickletools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,27 @@ def test_a_reserved_file_is_renamed_into_place_or_removed_and_never_made_anew(tm
     with pytest.raises(FileNotFoundError), write_reserved(temporary):
         pass
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.pkl"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads the resident memory from /proc")
+def test_released_records_leave_the_resident_memory_and_still_read_the_same(tmp_path):
+    """`read_raw_records`' `release(i)`: the mapped pages before record i leave this process's resident
+    memory, and every record still reads as in the file (from the page cache) afterwards."""
+    import json
+    import os
+
+    from occprep.fileio import read_raw_records
+
+    records = [{"token": f"{i:032x}", "filename": "samples/x" * 40} for i in range(200_000)]
+    path = tmp_path / "sample_data.json"
+    path.write_text(json.dumps(records))
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def resident_mb() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * page / (1 << 20)
+
+    raws, release = read_raw_records(path)  # decoding the list touches every page of the file
+    before = resident_mb()
+    release(len(raws) - 1)
+    assert before - resident_mb() > 0.8 * path.stat().st_size / (1 << 20)
+    assert [json.loads(bytes(raw)) for raw in raws] == records
