@@ -31,8 +31,9 @@ STAGES = ("read", "scan", "can_bus", "file_check", "temporal", "write")
 @dataclass(frozen=True)
 class Run:
     """One create-infos process: wall time, s; CPU time (user + system, its workers' included), s; peak
-    resident memory of its largest process, MB; wall time per stage, s; and the peak of the resident
-    memory of all its processes together (its worker processes), MB, sampled every `SAMPLE_S` (None where
+    resident memory of its largest process, MB; wall time per stage, s; and the peak of the memory of all
+    its processes together (its workers and forked writer included), MB, sampled (`SAMPLE_S`) as their
+    proportional set size, which counts the pages a forked child shares with its parent once (None where
     /proc is not there to read)."""
 
     wall_s: float
@@ -43,7 +44,9 @@ class Run:
 
 
 SAMPLE_S = 0.05
-"""Seconds between two readings of the resident memory of create-infos' processes."""
+"""Least seconds between two readings of the memory of create-infos' processes. A reading of a process of a
+few GB takes the kernel about 15 ms, so the sampler waits at least nine times as long as its last reading
+took: it uses at most a tenth of a core beside the run it measures."""
 
 
 @dataclass(frozen=True)
@@ -102,9 +105,10 @@ def run_once(dataset: Dataset, out_dir: Path, target: str = "bevformer") -> Tupl
         pid, status, usage = os.wait4(child.pid, os.WNOHANG)
         if pid:
             break
-        resident = _resident_mb(child.pid)
-        together = max(together or 0.0, resident) if resident is not None else together
-        time.sleep(SAMPLE_S)
+        sampled = time.perf_counter()
+        memory = _proportional_mb(child.pid)
+        together = max(together or 0.0, memory) if memory is not None else together
+        time.sleep(max(SAMPLE_S, 9 * (time.perf_counter() - sampled)))
     wall = time.perf_counter() - started
     stderr = child.stderr.read().decode(errors="replace").strip()
     child.stderr.close()
@@ -115,22 +119,22 @@ def run_once(dataset: Dataset, out_dir: Path, target: str = "bevformer") -> Tupl
                stages_s=summary.get("stages_s", {}), together_mb=together), summary
 
 
-def _resident_mb(pid: int) -> Optional[float]:
-    """The resident memory of process `pid` and of every process it started, MB (from /proc; None when
-    there is none to read, as on macOS, or when the process is gone)."""
+def _proportional_mb(pid: int) -> Optional[float]:
+    """The proportional set size of process `pid` and of every process it started, MB: a page that n
+    processes share counts 1/n in each (from /proc/PID/smaps_rollup; None where there is none to read, as on
+    macOS, or when the process is gone)."""
     pids, total = [pid], 0
-    page = os.sysconf("SC_PAGE_SIZE")
     try:
         while pids:
             current = pids.pop()
-            with open(f"/proc/{current}/statm") as statm:
-                total += int(statm.read().split()[1]) * page
+            with open(f"/proc/{current}/smaps_rollup") as rollup:
+                total += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children") as children:
                     pids += [int(child) for child in children.read().split()]
-    except (OSError, ValueError):
+    except (OSError, ValueError, StopIteration):
         return None
-    return total / (1 << 20)
+    return total / 1024
 
 
 def _mb(value: Optional[float]) -> str:
@@ -172,6 +176,6 @@ def bench(scenes: int, repeat: int, workdir: Path, reporter: Reporter, target: s
              *(f"  {i + 1:>6}  {r.wall_s:>8.2f}  {r.cpu_s:>8.2f}  {r.peak_rss_mb:>8.0f}  {_mb(r.together_mb):>11}"
                for i, r in enumerate(runs)),
              f"  {'median':>6}  {wall:>8.2f}  {cpu:>8.2f}  {peak:>8.0f}  {_mb(together):>11}",
-             "  (peak: the largest process; together: all of them, the reading worker included, sampled)",
+             "  (peak: the largest process, resident; together: all of them, workers included, proportional, sampled)",
              "  stages (median wall s): " + ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in stages.items())]
     return summary, lines
