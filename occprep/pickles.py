@@ -49,9 +49,9 @@ SCALAR_TYPES = {np.bool_: bool, np.int64: int, np.float64: float}
 
 def array_state(array: np.ndarray) -> tuple:
     """`array.__reduce__()`'s state, (1, shape, dtype, Fortran order?, data), built directly (three times
-    faster per array, which counts at millions of small arrays per pickle)."""
-    fortran = array.flags.f_contiguous and not array.flags.c_contiguous
-    return 1, array.shape, array.dtype, fortran, array.tobytes("A")
+    faster per array, which counts at millions of small arrays per pickle). `flags.fnc` is Fortran- and not
+    C-contiguous, numpy's own test, in one look-up of the flags (a tenth less time per array)."""
+    return 1, array.shape, array.dtype, array.flags.fnc, array.tobytes("A")
 
 
 class _PortablePickler(pickle.Pickler):
