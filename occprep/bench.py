@@ -8,7 +8,6 @@ from its JSON report; the report gives the median of the repeats.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from occprep.errors import OccprepError
+from occprep.fileio import read_json, write_json
 from occprep.reporting import Reporter
 from occprep.targets import parse_targets
 
@@ -66,14 +66,13 @@ def synthetic_dataset(workdir: Path, scenes: int, reporter: Reporter, boxes_per_
     name = f"synth-{scenes}" + (f"-{boxes_per_sample}boxes" if boxes_per_sample is not None else "")
     root = Path(workdir) / name
     marker = root / "synth-complete.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("files_version") == FILES_VERSION:
+    if marker.is_file() and read_json(marker, dict).get("files_version") == FILES_VERSION:
         reporter.info(f"reusing {root}")
     else:
         reporter.info(f"synthesising {scenes} scenes into {root} (once; reused by later runs)")
         summary = synthesize(root, VERSION, scenes=scenes, occ=(), reporter=reporter,
                              boxes_per_sample=boxes_per_sample)
-        marker.write_text(json.dumps({"scenes": summary.scenes, "samples": summary.samples,
-                                      "files_version": FILES_VERSION}))
+        write_json(marker, {"scenes": summary.scenes, "samples": summary.samples, "files_version": FILES_VERSION})
     return Dataset(root / "nuscenes", root, VERSION)
 
 
@@ -114,7 +113,7 @@ def run_once(dataset: Dataset, out_dir: Path, target: str = "bevformer") -> Tupl
     child.stderr.close()
     if os.waitstatus_to_exitcode(status) != 0:
         raise OccprepError(f"create-infos failed during the benchmark: {stderr.splitlines()[-1] if stderr else status}")
-    summary = json.loads(report.read_text())
+    summary = read_json(report, dict)
     return Run(wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime, peak_rss_mb=usage.ru_maxrss / 1024,
                stages_s=summary.get("stages_s", {}), together_mb=together), summary
 
