@@ -58,7 +58,8 @@ class Forked:
         """The pipe that the child writes what it raised into."""
 
     def result(self) -> None:
-        """Wait for the child to end; raise what it raised, or an `OccprepError` if it was killed."""
+        """Wait for the child to end; raise what it raised (caused by its `ChildTraceback`; a `RuntimeError`
+        naming it when it could not be pickled), or an `OccprepError` if the child was killed."""
         if self._pid is None:
             return
         with os.fdopen(self._readable, "rb") as pipe:
@@ -66,7 +67,9 @@ class Forked:
         _, status = os.waitpid(self._pid, 0)
         self._pid = None
         if raised:
-            raise pickle.loads(raised)  # the child's own exception, pickled by `_run_child`
+            exc, text = pickle.loads(raised)  # what `_run_child` sent: our own child's bytes
+            exc = exc if exc is not None else RuntimeError(f"in a forked worker: {text.strip().splitlines()[-1]}")
+            raise exc from ChildTraceback(text)
         if status:
             raise OccprepError(f"a worker process died ({_exit_cause(status)}; out of memory?); nothing written")
 
@@ -78,6 +81,14 @@ class Forked:
         os.close(self._readable)
         os.waitpid(self._pid, 0)
         self._pid = None
+
+
+class ChildTraceback(Exception):
+    """The traceback of an exception raised in a forked child, as text: the cause of the exception that
+    `Forked.result` raises again here, so that `--debug` shows where in the child it happened."""
+
+    def __str__(self) -> str:
+        return "\n" + self.args[0]
 
 
 def fork_call(function: Callable[[], None]) -> Forked:
@@ -98,12 +109,13 @@ def _run_child(function: Callable[[], None], writable: int) -> None:
     raised, status = b"", 0
     try:
         function()
-    except BaseException as exc:  # the parent re-raises it, whatever it is
+    except BaseException as exc:  # the parent re-raises it, whatever it is, with its traceback as the cause
         status = 1
+        text = traceback.format_exc()
         try:
-            raised = pickle.dumps(exc, protocol=4)
-        except Exception:
-            raised = pickle.dumps(RuntimeError(traceback.format_exc()), protocol=4)
+            raised = pickle.dumps((exc, text), protocol=4)
+        except Exception:  # an exception that cannot be pickled arrives as its last line
+            raised = pickle.dumps((None, text), protocol=4)
     try:
         with os.fdopen(writable, "wb") as pipe:
             pipe.write(raised)
