@@ -372,14 +372,18 @@ def write_outputs(result: VersionInfos, chosen: Sequence[Target], out_dirs: Dict
     total = len(chosen) * sum(len(rows) for rows in result.splits.values())
     with gc_paused(), reporter.progress(total=total, desc=f"infos {result.version}", unit="info") as progress, \
             contextlib.ExitStack() as reserved:
-        child = None
+        child, temporary = None, {output.path: reserved.enter_context(staging.reserve(output.path))
+                                  for output in elsewhere}
         if elsewhere:
-            temporary = {output.path: reserved.enter_context(staging.reserve(output.path)) for output in elsewhere}
-            child = fork_call(lambda: _write(result, elsewhere, options, lambda output: temporary[output.path],
-                                             lambda infos: None))
+            try:
+                child = fork_call(lambda: _write(result, elsewhere, options, lambda output: temporary[output.path],
+                                                 lambda infos: None))
+            except OSError:  # no memory or process left for a child (strict overcommit, limits): all are written here
+                elsewhere = []
         try:
             _write(result, [output for output in outputs if output not in elsewhere], options,
-                   lambda output: reserved.enter_context(staging.reserve(output.path)), progress.update)
+                   lambda output: temporary.get(output.path) or reserved.enter_context(staging.reserve(output.path)),
+                   progress.update)
             if child is not None:
                 child.result()
                 progress.update(sum(len(result.splits[output.split]) for output in elsewhere))

@@ -124,7 +124,9 @@ def _run_child(function: Callable[[], None], writable: int) -> None:
 
 
 def _exit_cause(status: int) -> str:
-    return f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit status {os.WEXITSTATUS(status)}"
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status)}"
 
 
 @contextlib.contextmanager

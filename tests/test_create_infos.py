@@ -297,6 +297,33 @@ def test_workers_reading_and_writing_alongside_change_no_byte(generated_mini, tm
     assert len(outputs["alone"][0]) == 16 and outputs["workers"] == outputs["alone"] and forked == [1]
 
 
+def test_a_fork_that_fails_leaves_every_pickle_to_this_process(writable_mini, tmp_path, monkeypatch, capsys):
+    """os.fork fails when the system will not commit the memory of a copy (strict overcommit) or allows no
+    more processes: the pickles the child would have written are written here, the same bytes."""
+    import errno
+
+    import occprep.create
+
+    tried = []
+
+    def no_fork(function):
+        tried.append(1)
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    outputs = {}
+    for mode, cores in (("alone", 1), ("no fork", 2)):
+        monkeypatch.setattr(occprep.create, "cores", lambda: cores)
+        monkeypatch.setattr(occprep.create, "fork_call", no_fork)
+        out = tmp_path / mode
+        code, _, err = run_cli(["create-infos", "--root-path", writable_mini.root, "--canbus", writable_mini.canbus,
+                                "--version", "v1.0-mini", "--no-file-check", "--out-dir", out,
+                                "--target", "bevformer,uniad", "--quiet"], monkeypatch, capsys)
+        assert code == 0, err
+        outputs[mode] = digests(out, "*.pkl")
+    assert len(outputs["alone"]) == 4 and outputs["no fork"] == outputs["alone"] and tried == [1]
+    assert sorted(p.name for p in (tmp_path / "no fork").rglob("*") if p.name.startswith(".")) == []
+
+
 def test_the_forked_child_writes_about_half_of_the_infos():
     from occprep.create import _child_share, _Output
 
