@@ -355,7 +355,7 @@ class _Output:
     """One pickle to write: a target's infos of one split."""
 
     split: str
-    target: str
+    target: Target
     path: Path
 
 
@@ -366,23 +366,21 @@ def write_outputs(result: VersionInfos, chosen: Sequence[Target], out_dirs: Dict
     a forked child builds and writes about half of the infos meanwhile (`_child_share`): the same bytes."""
     layout = {target.name: target.layout(options, result.parts.root_path) for target in chosen}
     grouped = sorted(chosen, key=lambda target: list(layout.values()).index(layout[target.name]))
-    outputs = [_Output(split, target.name, out_dirs[target.name] / target.file_name(extra_tag, split, result.version))
+    outputs = [_Output(split, target, out_dirs[target.name] / target.file_name(extra_tag, split, result.version))
                for split in result.splits for target in grouped]
     elsewhere = _child_share(outputs, result.splits) if cores() >= 2 and can_fork() else []
     total = len(chosen) * sum(len(rows) for rows in result.splits.values())
     with gc_paused(), reporter.progress(total=total, desc=f"infos {result.version}", unit="info") as progress, \
             contextlib.ExitStack() as reserved:
-        child, temporary = None, {output.path: reserved.enter_context(staging.reserve(output.path))
-                                  for output in elsewhere}
+        temporary = {output.path: reserved.enter_context(staging.reserve(output.path)) for output in outputs}
+        child = None
         if elsewhere:
             try:
-                child = fork_call(lambda: _write(result, elsewhere, options, lambda output: temporary[output.path],
-                                                 lambda infos: None))
+                child = fork_call(lambda: _write(result, elsewhere, options, temporary, lambda infos: None))
             except OSError:  # no memory or process left for a child (strict overcommit, limits): all are written here
                 elsewhere = []
         try:
-            _write(result, [output for output in outputs if output not in elsewhere], options,
-                   lambda output: temporary.get(output.path) or reserved.enter_context(staging.reserve(output.path)),
+            _write(result, [output for output in outputs if output not in elsewhere], options, temporary,
                    progress.update)
             if child is not None:
                 child.result()
@@ -390,10 +388,9 @@ def write_outputs(result: VersionInfos, chosen: Sequence[Target], out_dirs: Dict
         finally:
             if child is not None:
                 child.cancel()  # after a failure here: its reserved files are removed only once it has ended
-    targets = {target.name: target for target in chosen}
     for output in outputs:
         result.outputs.append(str(output.path))
-        target = targets[output.target]
+        target = output.target
         if target.gaps is not None:
             result.gaps.setdefault(target.name, {}).update(
                 target.gaps(result.parts, result.splits[output.split], result.annotations, options))
@@ -412,25 +409,24 @@ def _child_share(outputs: List[_Output], splits: Dict[str, List[int]]) -> List[_
     return share
 
 
-def _write(result: VersionInfos, outputs: List[_Output], options: BuildOptions, temporary: Callable[[_Output], Path],
+def _write(result: VersionInfos, outputs: List[_Output], options: BuildOptions, temporary: Dict[Path, Path],
            written: Callable[[int], None]) -> None:
-    """Build and pickle `outputs` (ordered by split, then by target layout) into their `temporary(output)`
-    files (`Staging.reserve`); the neutral infos of a split are built once for the consecutive targets of
-    the same layout; `written(n)` after each output of n infos."""
-    targets = {target.name: target for target in parse_targets(",".join(dict.fromkeys(o.target for o in outputs)))}
+    """Build and pickle `outputs` (ordered by split, then by target layout) into their temporary files
+    (output path -> the file `Staging.reserve` made); the neutral infos of a split are built once for the
+    consecutive targets of the same layout; `written(n)` after each output of n infos."""
     shared: Dict[tuple, List[dict]] = {}
     for position, output in enumerate(outputs):
-        target, rows = targets[output.target], result.splits[output.split]
+        target, rows = output.target, result.splits[output.split]
         layout = (output.split, target.layout(options, result.parts.root_path))
         if layout not in shared:
             root, max_sweeps = layout[1]
             shared = {layout: [result.parts.neutral(s, result.annotations, root, max_sweeps) for s in rows]}
         built = result.build_split(target, output.split, options, shared[layout])
         following = outputs[position + 1] if position + 1 < len(outputs) else None
-        if following is None or (following.split, targets[following.target].layout(
+        if following is None or (following.split, following.target.layout(
                 options, result.parts.root_path)) != layout:
             shared = {}  # the last target of its layout: free the neutral infos before pickling
-        with _opened(temporary(output), output.path) as handle:
+        with _opened(temporary[output.path], output.path) as handle:
             write_pickle(built, handle)
         del built
         written(len(rows))
