@@ -234,13 +234,16 @@ def read_at(version_dir: Path, name: str, type_: type, positions: np.ndarray) ->
     """The records at `positions` (ascending) of table `name`, decoded as `type_`; None when the file holds
     fewer records."""
     path = Path(version_dir) / f"{name}.json"
-    raws = read_json(path, List[msgspec.Raw])
+    raws, release = read_raw_records(path)
     if len(positions) and positions[-1] >= len(raws):
         return None
     decoder = msgspec.json.Decoder(List[type_])
-    return [record for start in range(0, len(positions), DECODE_BATCH)
-            for record in _decode_raw(decoder, [raws[i] for i in positions[start:start + DECODE_BATCH].tolist()], path,
-                                      int(positions[start]))]
+    records = []
+    for start in range(0, len(positions), DECODE_BATCH):
+        batch = positions[start:start + DECODE_BATCH]
+        records.extend(_decode_raw(decoder, [raws[i] for i in batch.tolist()], path, int(batch[0])))
+        release(int(batch[-1]) + 1)
+    return records
 
 
 def _decode_raw(decoder: msgspec.json.Decoder, raws: List[msgspec.Raw], path: Path, start: int) -> list:
