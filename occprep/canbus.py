@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+from operator import attrgetter
 from pathlib import Path
-from typing import Iterable, List, Mapping, Optional, Tuple
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import msgspec
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from occprep.config import DatasetConfig
 from occprep.errors import OccprepError
 from occprep.fileio import decode_json, read_json
-from occprep.records import CanBus, CanBusPoses, CanBusSteering, stack
+from occprep.records import CanBus, CanBusPoses, CanBusSteering, vector_fields
 from occprep.reporting import Reporter
 
 CAN_BUS_MODES = ("reference", "nearest-before")
@@ -38,17 +39,15 @@ class _PoseMessage(msgspec.Struct, gc=False):
     vel: _Vec3
 
 
+_POSE_VECTORS = {"pos": 3, "orientation": 4, "accel": 3, "rotation_rate": 3, "vel": 3}
+"""The vector fields of a pose message and their widths, in `CanBusPoses` order."""
+
+
 def poses_from_messages(messages: list) -> CanBusPoses:
     """Columns of a list of pose messages (objects with the pose-message fields)."""
-    count = len(messages)
-    return CanBusPoses(
-        utime=np.fromiter((m.utime for m in messages), dtype=np.int64, count=count),
-        pos=stack([m.pos for m in messages], 3),
-        orientation=stack([m.orientation for m in messages], 4),
-        accel=stack([m.accel for m in messages], 3),
-        rotation_rate=stack([m.rotation_rate for m in messages], 3),
-        vel=stack([m.vel for m in messages], 3),
-    )
+    pos, orientation, accel, rotation_rate, vel = vector_fields(messages, _POSE_VECTORS)
+    return CanBusPoses(utime=np.fromiter(map(attrgetter("utime"), messages), dtype=np.int64, count=len(messages)),
+                       pos=pos, orientation=orientation, accel=accel, rotation_rate=rotation_rate, vel=vel)
 
 
 def scene_number(name: str) -> Optional[int]:
@@ -116,6 +115,15 @@ def can_bus_of_contents(contents: Mapping[str, bytes], where: str, scene_names: 
     """`read_can_bus` over CAN bus files given as bytes by file name (`<scene>_<kind>.json`); `where` (e.g. a
     shard file) is named in the reasons a scene has none."""
     return _read_can_bus(_Contents(contents, where), scene_names, config, reporter, steering)
+
+
+def merged_can_bus(parts: Sequence[CanBus]) -> CanBus:
+    """One `CanBus` from parts read for disjoint scenes, by scene name as `read_can_bus` gives it."""
+    fields = {name: {} for name in ("poses", "missing", "steering", "steering_missing")}
+    for part in parts:
+        for name, values in fields.items():
+            values.update(getattr(part, name))
+    return CanBus(**{name: dict(sorted(values.items())) for name, values in fields.items()})
 
 
 def _read_can_bus(source, scene_names: Iterable[str], config: DatasetConfig, reporter: Reporter,

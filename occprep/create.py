@@ -11,17 +11,17 @@ target's pickles into a `Staging`, renamed into place only once every version su
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections import Counter
-from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from occprep.blobs import missing_files
-from occprep.canbus import CAN_BUS_MODES, can_bus_slots, read_can_bus
+from occprep.canbus import CAN_BUS_MODES, can_bus_slots, merged_can_bus, read_can_bus
 from occprep.config import DatasetConfig, config_problems, dataset_config
 from occprep.errors import OccprepError
 from occprep.fileio import Staging, write_reserved
@@ -36,10 +36,14 @@ from occprep.splits import OFFICIAL_VERSIONS, SplitPlan, official_plan, plan_fro
 from occprep.tables import Tables, read_table
 from occprep.targets import Build, BuildOptions, Target, parse_targets
 from occprep.temporal import temporal
-from occprep.workers import PARALLEL_BYTES, can_fork, cores, fork_call, gc_paused, process_pool
+from occprep.workers import (PARALLEL_BYTES, FileResult, SharedJobs, can_fork, cores, fork_call, gc_paused, portions,
+                             process_pool)
 
 ALL_VERSIONS = {"v1.0": ("v1.0-trainval", "v1.0-test")}
 """Umbrella versions: run each member whose folder exists (the reference's `--version v1.0`)."""
+CAN_BUS_JOBS = 32
+"""Portions of the scenes whose CAN bus files the worker reads, so that the main process can take over
+those the worker has not started when it would otherwise wait."""
 
 
 @dataclass(frozen=True)
@@ -158,13 +162,16 @@ def build_infos(tables: Tables, can_bus: CanBus, config: DatasetConfig, root_pat
     return infos_from_scan(scanned, can_bus, config, root_path, plan, version, options, reporter, annotations)
 
 
-def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_path: str, plan: SplitPlan,
-                    version: str, options: CreateOptions = CreateOptions(), reporter: Optional[Reporter] = None,
-                    annotations: bool = True, group: bool = False, engine=None) -> VersionInfos:
-    """`build_infos` from already scanned tables (lets a caller free the tables first). `group`: `scanned`
-    holds one group of the version's scenes (`occprep.sharded`), so a split or a sensor folder without any
-    of its scenes here is no error (the caller judges all groups together). `engine` lists the keyframe
-    folders for the file check (`occprep.engines`; default: this process)."""
+def infos_from_scan(scanned: Scan, can_bus: Union[CanBus, Callable[[], CanBus]], config: DatasetConfig,
+                    root_path: str, plan: SplitPlan, version: str, options: CreateOptions = CreateOptions(),
+                    reporter: Optional[Reporter] = None, annotations: bool = True, group: bool = False,
+                    engine=None) -> VersionInfos:
+    """`build_infos` from already scanned tables (lets a caller free the tables first). `can_bus`: the CAN
+    bus, or a call that gives it, made once the file check and the temporal geometry are done (so that a
+    worker still reading it overlaps them). `group`: `scanned` holds one group of the version's scenes
+    (`occprep.sharded`), so a split or a sensor folder without any of its scenes here is no error (the
+    caller judges all groups together). `engine` lists the keyframe folders for the file check
+    (`occprep.engines`; default: this process)."""
     reporter = reporter or Reporter("create-infos", quiet=True)
     if options.can_bus_mode not in CAN_BUS_MODES:
         raise OccprepError(f"--can-bus-mode {options.can_bus_mode!r}: use one of {', '.join(CAN_BUS_MODES)}")
@@ -188,8 +195,12 @@ def infos_from_scan(scanned: Scan, can_bus: CanBus, config: DatasetConfig, root_
                 left_out[name] = reason
 
         with reporter.stage("temporal"):
-            slots = can_bus_slots(keyframes.timestamp, sample_scene_name, can_bus, options.can_bus_mode)
             geometry = temporal(scanned, max_sweeps)
+        if callable(can_bus):
+            with reporter.stage("can_bus"):
+                can_bus = can_bus()
+        with reporter.stage("temporal"):
+            slots = can_bus_slots(keyframes.timestamp, sample_scene_name, can_bus, options.can_bus_mode)
 
         scene_split, unlisted = plan.assign(scene_names)
         for name in unlisted:
@@ -270,27 +281,45 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
     with Staging() as staging, gc_paused():
         for concrete in versions:
             with contextlib.ExitStack() as reading:
-                annotations = can_bus_job = None
-                if _reads_alongside(root / concrete):  # a worker reads the annotations, then the CAN bus, meanwhile
+                annotations = can_bus_jobs = None
+                if _reads_alongside(root / concrete):  # a worker reads the annotations, then shares the CAN bus
                     worker = reading.enter_context(process_pool(1))
-                    annotations = worker.submit(read_resolved_annotations, root / concrete,
-                                                any(target.details for target in chosen))
-                    names = [scene.name for scene in read_table(root / concrete, "scene")]
-                    can_bus_job = worker.submit(read_can_bus, canbus_root, names, config,
-                                                Reporter("create-infos", quiet=True), steering)
-                scanned = scan_version(root / concrete, config, config_name, reporter, chosen, annotations)
-                with reporter.stage("can_bus"):
-                    can_bus = (can_bus_job.result() if can_bus_job is not None
-                               else read_can_bus(canbus_root, scanned.scenes.name, config, reporter, steering))
-            plan = custom_plan or official_plan(concrete)
-            result = infos_from_scan(scanned, can_bus, config, root_path, plan, concrete, options, reporter,
-                                     annotations="test" not in concrete)
-            del scanned, can_bus
+                    annotations = reading.enter_context(FileResult(worker, read_resolved_annotations, root / concrete,
+                                                                   any(target.details for target in chosen)))
+                    names = sorted({scene.name for scene in read_table(root / concrete, "scene")})
+                    can_bus_jobs = SharedJobs(worker, [
+                        functools.partial(read_can_bus, canbus_root, part, config, Reporter("create-infos", quiet=True),
+                                          steering) for part in portions(names, CAN_BUS_JOBS)])
+                scanned = scan_version(root / concrete, config, config_name, reporter, chosen,
+                                       _meanwhile(annotations, can_bus_jobs) if annotations is not None else None)
+                if can_bus_jobs is not None:
+                    can_bus = functools.partial(_merged, can_bus_jobs)
+                else:
+                    with reporter.stage("can_bus"):
+                        can_bus = read_can_bus(canbus_root, scanned.scenes.name, config, reporter, steering)
+                result = infos_from_scan(scanned, can_bus, config, root_path, custom_plan or official_plan(concrete),
+                                         concrete, options, reporter, annotations="test" not in concrete)
+                del scanned, can_bus
             with reporter.stage("write"):
                 write_outputs(result, chosen, out_dirs, extra_tag, options.build_options(root_path), staging, reporter)
             results.append(replace(result, parts=None))
             del result
     return summarize(results, skipped, reporter.elapsed, notes + shared)
+
+
+def _meanwhile(annotations: FileResult[ResolvedAnnotations], can_bus: SharedJobs[CanBus]
+               ) -> Callable[[], ResolvedAnnotations]:
+    """The annotations a worker reads; while they are not there, this process reads the CAN bus files the
+    worker has not started on (it takes them up after the annotations)."""
+    def wait() -> ResolvedAnnotations:
+        can_bus.help(until=annotations.done)
+        return native(annotations.result())
+    return wait
+
+
+def _merged(can_bus: SharedJobs[CanBus]) -> CanBus:
+    """The CAN bus of every scene, once the worker and this process have read their parts."""
+    return merged_can_bus(can_bus.results())
 
 
 def _reads_alongside(version_dir: Path) -> bool:
@@ -301,19 +330,19 @@ def _reads_alongside(version_dir: Path) -> bool:
 
 
 def scan_version(version_dir: Path, config: DatasetConfig, config_name: str, reporter: Reporter,
-                 chosen: Sequence[Target] = (), annotations: Optional["Future[ResolvedAnnotations]"] = None) -> Scan:
+                 chosen: Sequence[Target] = (), annotations: Optional[Callable[[], ResolvedAnnotations]] = None
+                 ) -> Scan:
     """Read (the parts `scan` uses of) one version folder's tables and scan them, checking that the
     channels and categories the config names exist; what is read beyond the defaults follows what the
-    `chosen` targets need (camera sweeps, image sizes and attributes). `annotations`: the
-    sample_annotation table being read and resolved elsewhere (`read_resolved_annotations` in a worker)."""
+    `chosen` targets need (camera sweeps, image sizes and attributes). `annotations`: gives the
+    sample_annotation table read and resolved elsewhere (`read_resolved_annotations` in a worker)."""
     camera_sweeps = any(target.camera_sweeps for target in chosen)
     with reporter.stage("read"):
         tables = read_scan_tables(version_dir, config, reporter, camera_sweeps, any(target.details for target in chosen),
                                   annotations=annotations is None)
     check_config_names(config, tables.sensor, tables.category, config_name)
     with gc_paused(), reporter.stage("scan"):
-        return scan(tables, config, camera_sweeps,
-                    (lambda: native(annotations.result())) if annotations is not None else None)
+        return scan(tables, config, camera_sweeps, annotations)
 
 
 def output_dirs(chosen: Sequence[Target], out_dir: Path, out_dir_given: bool = True) -> Tuple[Dict[str, Path], List[str]]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from functools import cached_property
 from itertools import chain
-from typing import Dict, List, Optional, Sequence, TypeVar, Union
+from operator import attrgetter
+from typing import Any, Dict, List, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 
@@ -243,6 +244,18 @@ def native(value: T) -> T:
     if is_dataclass(value) and not isinstance(value, type):
         return replace(value, **{f.name: native(getattr(value, f.name)) for f in fields(value) if f.init})
     return value
+
+
+def vector_fields(records: Sequence[Any], widths: Dict[str, int]) -> List[np.ndarray]:
+    """(N, width) float64 arrays of the vector fields of N `records` named in `widths` (name -> width), in
+    that order, read in one pass over the records."""
+    count, total = len(records), sum(widths.values())
+    vectors = map(attrgetter(*widths), records)
+    if len(widths) > 1:
+        vectors = chain.from_iterable(vectors)
+    flat = np.fromiter(chain.from_iterable(vectors), dtype=np.float64, count=count * total).reshape(count, total)
+    bounds = np.cumsum([0, *widths.values()]).tolist()
+    return [np.ascontiguousarray(flat[:, start:end]) for start, end in zip(bounds, bounds[1:])]
 
 
 def stack(rows: Sequence[Sequence[float]], width: int) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from occprep.config import DatasetConfig
 from occprep.errors import OccprepError
 from occprep.records import (Annotations, Keyframes, Readings, Scan, Scenes, Transforms, inverse_permutation,
-                             remap_rows, stack)
+                             remap_rows, stack, vector_fields)
 from occprep.reporting import Reporter
 from occprep.tables import (TABLE_TYPES, EgoPose, SampleAnnotation, SampleData, Tables, field_subset,
                             iter_record_batches, read_at, read_records, read_selected, read_table)
@@ -132,11 +132,11 @@ class _AnnotationColumns:
     @classmethod
     def of(cls, records: list) -> "_AnnotationColumns":
         count = len(records)
+        translation, size, rotation = vector_fields(records, {"translation": 3, "size": 3, "rotation": 4})
         return cls(
             token=[a.token for a in records], sample_token=[a.sample_token for a in records],
             instance_token=[a.instance_token for a in records], prev=[a.prev for a in records],
-            next=[a.next for a in records], translation=stack([a.translation for a in records], 3),
-            size=stack([a.size for a in records], 3), rotation=stack([a.rotation for a in records], 4),
+            next=[a.next for a in records], translation=translation, size=size, rotation=rotation,
             num_lidar_pts=np.fromiter((a.num_lidar_pts for a in records), dtype=np.int64, count=count),
             num_radar_pts=np.fromiter((a.num_radar_pts for a in records), dtype=np.int64, count=count),
             first_attribute_token=([a.attribute_tokens[0] if a.attribute_tokens else "" for a in records]

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import msgspec
 import numpy as np
 
-from occprep.canbus import can_bus_of_contents
+from occprep.canbus import can_bus_of_contents, merged_can_bus
 from occprep.config import dataset_config
 from occprep.create import (ALL_VERSIONS, CreateOptions, VersionInfos, check_config_names, empty_splits,
                             infos_from_scan, output_dirs, summarize, write_outputs)
@@ -245,11 +245,7 @@ class _Interned(dict):
 
 def gather_can_bus(parts: List[ScanPart]) -> CanBus:
     """One `CanBus` from the parts' (their scenes are disjoint), by scene name as `read_can_bus` gives it."""
-    fields = {name: {} for name in ("poses", "missing", "steering", "steering_missing")}
-    for part in parts:
-        for name, values in fields.items():
-            values.update(getattr(part.can_bus, name))
-    return CanBus(**{name: dict(sorted(values.items())) for name, values in fields.items()})
+    return merged_can_bus([part.can_bus for part in parts])
 
 
 def scan_tasks(groups: List[SceneGroup], config_name: str, chosen) -> List[ScanTask]:

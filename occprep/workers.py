@@ -14,12 +14,15 @@ import os
 import pickle
 import signal
 import sys
+import tempfile
 import threading
 import traceback
-from concurrent.futures import ProcessPoolExecutor
-from typing import Callable, Iterator, Optional
+from concurrent.futures import Executor, ProcessPoolExecutor, wait
+from typing import Callable, Dict, Generic, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from occprep.errors import OccprepError
+
+T = TypeVar("T")
 
 PARALLEL_BYTES = 64 << 20
 """Tables of at least this size are big enough that reading other files side by side in a worker
@@ -47,6 +50,105 @@ def process_pool(processes: int) -> ProcessPoolExecutor:
     sys.stdout.flush()
     sys.stderr.flush()
     return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context(method), initializer=gc.disable)
+
+
+def portions(items: Sequence[T], count: int) -> List[List[T]]:
+    """`items` in at most `count` contiguous portions of nearly equal length (none empty; one if there are
+    no items)."""
+    count = max(1, min(count, len(items)))
+    bounds = [len(items) * part // count for part in range(count + 1)]
+    return [list(items[start:end]) for start, end in zip(bounds, bounds[1:])]
+
+
+class SharedJobs(Generic[T]):
+    """Calls submitted to a pool that this process may take back and run itself (work stealing): a call
+    that no worker has started yet can be cancelled (`Future.cancel`), and then runs here instead.
+
+    Submit the calls in the order the pool should run them; `help` takes them from the other end."""
+
+    def __init__(self, pool: Executor, calls: Sequence[Callable[[], T]]) -> None:
+        self._calls = list(calls)
+        self._futures = [pool.submit(call) for call in self._calls]
+        self._here: Dict[int, T] = {}
+        """Index -> result of the calls run in this process."""
+
+    def help(self, until: Callable[[], bool] = lambda: False) -> None:
+        """Run here, one at a time from the last, the calls that no worker has started, until there are none
+        left or `until()` holds (checked before each)."""
+        for index in reversed(range(len(self._calls))):
+            if index in self._here:
+                continue
+            if until() or not self._futures[index].cancel():
+                return
+            self._here[index] = self._calls[index]()
+
+    def results(self) -> List[T]:
+        """Every call's result, in submission order: those not started are run here, the others awaited. A
+        call's exception is raised here."""
+        self.help()
+        return [self._here[index] if index in self._here else future.result()
+                for index, future in enumerate(self._futures)]
+
+
+class FileResult(Generic[T]):
+    """A call submitted to a pool whose result comes back through a temporary file instead of the pool's
+    pipe: its arrays' data out of band (pickle protocol 5), written there at once and read here in one go.
+    Through the pipe, hundreds of MB cross in 64 KiB pieces, each waiting for this process's lock (the GIL)
+    while it works, which took seconds. The file is in /dev/shm (memory) where there is one, and is removed
+    once read; where it cannot be written (no room), the result takes the pipe after all. Use it as a
+    context manager, which removes the file if the result was never read."""
+
+    def __init__(self, pool: Executor, function: Callable[..., T], *args: object) -> None:
+        handle, self._path = tempfile.mkstemp(prefix="occprep-", suffix=".result", dir=_scratch_folder())
+        os.close(handle)
+        self._future = pool.submit(_result_to_file, self._path, function, *args)
+
+    def __enter__(self) -> "FileResult[T]":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self._future.cancel():
+            wait([self._future])  # a worker still writing the file would make it anew once it is removed
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path)
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self) -> T:
+        """The call's result (what it raised is raised here)."""
+        meta, sizes = self._future.result()
+        if sizes is None:
+            return meta
+        data = bytearray(sum(sizes))
+        with open(self._path, "rb") as handle:
+            handle.readinto(data)
+        os.unlink(self._path)
+        views, start = [], 0
+        for size in sizes:
+            views.append(memoryview(data)[start:start + size])
+            start += size
+        return pickle.loads(meta, buffers=views)
+
+
+def _scratch_folder() -> Optional[str]:
+    """/dev/shm when it is a writable folder (files there stay in memory), else the default temporary one."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def _result_to_file(path: str, function: Callable[..., T], *args: object) -> Tuple[object, Optional[List[int]]]:
+    """(the pickled result, the sizes of its buffers, written in order into `path`), or (the result, None)
+    when `path` cannot take them."""
+    result = function(*args)
+    buffers: List[pickle.PickleBuffer] = []
+    meta = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
+    try:
+        with open(path, "wb") as handle:
+            for buffer in buffers:
+                handle.write(buffer.raw())
+    except OSError:
+        return result, None
+    return meta, [buffer.raw().nbytes for buffer in buffers]
 
 
 class Forked:

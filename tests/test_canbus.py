@@ -131,3 +131,30 @@ def test_steering_files_missing_are_reasons_not_zeros(tmp_path):
     assert can_bus.steering_missing == {"scene-0001": "no file can_bus/scene-0001_steeranglefeedback.json",
                                         "scene-0002": "can_bus/scene-0002_steeranglefeedback.json has no messages",
                                         "scene-0161": "no CAN bus data for this scene (dataset blacklist)"}
+
+
+def test_poses_are_the_messages_columns_in_file_order():
+    raw = messages([300, 100, 200])
+    poses = poses_from_messages([_Message(m) for m in raw])
+    assert poses.utime.tolist() == [300, 100, 200]
+    for name in ("pos", "orientation", "accel", "rotation_rate", "vel"):
+        column = getattr(poses, name)
+        assert column.flags.c_contiguous and column.dtype == np.float64
+        np.testing.assert_array_equal(column, [m[name] for m in raw])
+
+
+def test_can_bus_read_in_parts_and_merged_equals_one_read(tmp_path):
+    from occprep.canbus import merged_can_bus
+
+    folder = tmp_path / "can_bus"
+    folder.mkdir()
+    names = [f"scene-{n:04d}" for n in (1, 2, 3, 5)]
+    for number, name in enumerate(names[:3]):
+        (folder / f"{name}_pose.json").write_text(json.dumps(messages([100 * number + 1, 100 * number + 2])))
+    config, quiet = dataset_config("nuscenes"), Reporter("test", quiet=True)
+    whole = read_can_bus(tmp_path, names, config, quiet)
+    parts = merged_can_bus([read_can_bus(tmp_path, part, config, quiet) for part in (names[2:], names[:1], names[1:2])])
+    assert list(parts.poses) == list(whole.poses) == names[:3] and parts.missing == whole.missing
+    assert list(parts.missing) == ["scene-0005"]
+    for name in names[:3]:
+        np.testing.assert_array_equal(parts.poses[name].vel, whole.poses[name].vel)

@@ -1,15 +1,18 @@
-"""Forked children (`workers.fork_call`): what they raise reaches the parent, and a killed one is named."""
+"""Forked children (`workers.fork_call`): what they raise reaches the parent, and a killed one is named; jobs
+shared with a pool (`SharedJobs`) and results through a file (`FileResult`)."""
 
+import functools
 import os
 import signal
 import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from occprep.errors import OccprepError
-from occprep.workers import ChildTraceback, can_fork, fork_call
+from occprep.workers import ChildTraceback, FileResult, SharedJobs, can_fork, fork_call, portions, process_pool
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="occprep forks on Linux only")
 
@@ -76,3 +79,78 @@ def test_no_fork_while_another_thread_runs(monkeypatch):
         thread.join()
     monkeypatch.setattr(threading, "active_count", lambda: 1)  # an earlier test may have left one (dask's)
     assert can_fork()
+
+
+def _job(index, gate):
+    """(index, the process that ran it); job 0 waits until `gate` exists, holding the worker."""
+    deadline = time.monotonic() + 30
+    while index == 0 and not gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return index, os.getpid()
+
+
+def test_shared_jobs_run_here_those_no_worker_started_and_give_every_result_in_order(tmp_path):
+    gate = tmp_path / "gate"
+    with process_pool(1) as pool:
+        jobs = SharedJobs(pool, [functools.partial(_job, index, gate) for index in range(8)])
+        jobs.help(until=lambda: True)
+        assert not jobs._here  # `until` holds before the first: nothing taken
+        jobs.help()
+        gate.touch()
+        results = jobs.results()
+    assert [index for index, _ in results] == list(range(8))
+    ran_here = [index for index, pid in results if pid == os.getpid()]
+    assert results[0][1] != os.getpid() and ran_here == list(range(8 - len(ran_here), 8)) and len(ran_here) >= 5
+
+
+@pytest.mark.parametrize("count, parts", [(0, 1), (1, 1), (7, 3), (10, 32), (850, 32)])
+def test_portions_keep_the_order_and_differ_by_at_most_one(count, parts):
+    items = list(range(count))
+    split = portions(items, parts)
+    sizes = [len(part) for part in split]
+    assert [item for part in split for item in part] == items and len(split) == max(1, min(parts, count))
+    assert max(sizes) - min(sizes) <= 1 and (count == 0 or min(sizes) > 0)
+
+
+def _columns(rows):
+    """A result with big arrays and plain values, as `read_resolved_annotations` returns."""
+    return {"sample": np.arange(rows, dtype=np.int64), "translation": np.ones((rows, 3)), "category": ["car"] * rows}
+
+
+def _fails():
+    raise OccprepError("sample_annotation.json: unexpected content")
+
+
+def test_a_file_result_is_the_call_s_result_and_its_file_is_gone_afterwards():
+    with process_pool(1) as pool:
+        with FileResult(pool, _columns, 100_000) as result:
+            path = result._path
+            while not result.done():
+                time.sleep(0.01)
+            assert os.path.getsize(path) == 100_000 * 8 * 4  # the arrays' data, not through the pipe
+            got = result.result()
+            assert not os.path.exists(path)  # removed once read
+        assert not os.path.exists(path)
+    np.testing.assert_array_equal(got["sample"], np.arange(100_000))
+    assert got["translation"].shape == (100_000, 3) and got["category"][-1] == "car"
+    got["translation"][0] = 2.0  # writable, as an array unpickled from the pipe
+    with process_pool(1) as pool, FileResult(pool, _fails) as failing:
+        with pytest.raises(OccprepError, match="unexpected content"):
+            failing.result()
+
+
+def _columns_with_no_room(rows):
+    """`_columns`, in a worker whose files can hold no more than 1 KiB (as a full /dev/shm)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+    return _columns(rows)
+
+
+def test_a_file_result_that_finds_no_room_takes_the_pipe():
+    with process_pool(1) as pool, FileResult(pool, _columns_with_no_room, 100_000) as result:
+        got = result.result()
+        path = result._path
+    np.testing.assert_array_equal(got["sample"], np.arange(100_000))
+    assert not os.path.exists(path)
