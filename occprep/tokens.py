@@ -27,18 +27,28 @@ def unresolved(table: str, field: str, token: str, owner: str) -> OccprepError:
 
 def hex_keys(tokens: Sequence[str]) -> Optional[np.ndarray]:
     """(N,) S16 keys of `tokens` in order, or None unless every one is 32 lowercase hex digits."""
-    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-    return _keys(" ".join(tokens), lengths) if np.all(lengths == 32) else None
+    joined = " ".join(tokens)
+    return _keys(joined, len(tokens)) if _all_32(joined, len(tokens)) else None
 
 
-def _keys(joined: str, lengths: np.ndarray) -> Optional[np.ndarray]:
-    """S16 keys of the non-empty tokens `joined` by spaces, of `lengths` characters each (0 or 32), or None
-    unless all of them are lowercase hex digits (whitespace would leave fewer than 16 bytes per token)."""
+def _all_32(joined: str, count: int) -> bool:
+    """Whether `joined` is `count` strings of 32 characters joined by spaces: as long as that, with a space
+    after every 32 characters (cheaper than measuring each string)."""
+    if count == 0:
+        return not joined
+    if len(joined) != 33 * count - 1 or not joined.isascii():
+        return False
+    return bool(np.all(np.frombuffer(joined.encode("ascii"), dtype=np.uint8)[32::33] == ord(" ")))
+
+
+def _keys(joined: str, count: int) -> Optional[np.ndarray]:
+    """S16 keys of `count` tokens `joined` by spaces (empty ones left out of `count`), or None unless all of
+    them are 32 lowercase hex digits (whitespace would leave fewer than 16 bytes per token)."""
     try:
         packed = bytes.fromhex(joined)
     except ValueError:
         return None
-    if len(packed) != 16 * np.count_nonzero(lengths) or any(digit in joined for digit in "ABCDEF"):
+    if len(packed) != 16 * count or any(digit in joined for digit in "ABCDEF"):
         return None
     return np.frombuffer(packed, dtype="S16")
 
@@ -122,11 +132,14 @@ class TokenIndex:
     def rows(self, tokens: Sequence[str], owners: Sequence[str], table: str, field: str) -> np.ndarray:
         """(N,) int64 rows of `tokens`, -1 for ''. Raises `unresolved` for the first token that names no
         record (`table.field` of the record whose token is at the same position of `owners`)."""
-        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-        present = lengths > 0
-        keys = None
-        if self._sorted is not None and np.all(lengths[present] == 32):
-            keys = _keys(" ".join(tokens), lengths)
+        joined = " ".join(tokens) if self._sorted is not None else None
+        if joined is not None and _all_32(joined, len(tokens)):  # none is empty
+            present, keys = np.ones(len(tokens), dtype=bool), _keys(joined, len(tokens))
+        else:
+            lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+            present = lengths > 0
+            keys = (_keys(joined, int(np.count_nonzero(present)))
+                    if joined is not None and np.all(lengths[present] == 32) else None)
         if keys is None:
             index = self._dict()
             rows = np.array([index.get(token, -2) for token in tokens], dtype=np.int64)

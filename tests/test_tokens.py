@@ -21,7 +21,8 @@ def test_rows_are_a_dicts_for_hex_and_other_tokens_repeats_and_blanks():
     def token():
         return "".join(chance.choice("0123456789abcdef") for _ in range(32))
 
-    odd = ["", "scene-0001", "ABCDEF" + "0" * 26, "ab cd" + "0" * 27, "0" * 31 + "\n", "é" * 32]
+    odd = ["", "scene-0001", "ABCDEF" + "0" * 26, "ab cd" + "0" * 27, "0" * 31 + "\n", "é" * 32, "0" * 32 + " ",
+           "0" * 30, "0" * 34, " " + "0" * 31]
     for _ in range(1500):
         table = [token() for _ in range(chance.randint(0, 25))]
         if table and chance.random() < 0.2:
@@ -49,3 +50,5 @@ def test_hex_keys_are_the_tokens_bytes_or_none():
     assert hex_keys(["00" * 15 + "ff"]).tolist() == [bytes(15) + b"\xff"]
     assert hex_keys(["00" * 15 + "FF"]) is None and hex_keys(["00" * 15]) is None and hex_keys([""]) is None
     assert len(hex_keys([])) == 0
+    # as long as 32-character tokens joined by spaces, with a space after every 32 characters, yet not 32 each
+    assert hex_keys(["0" * 32 + " ", "0" * 30]) is None and hex_keys(["0" * 34, "0" * 30]) is None
