@@ -404,14 +404,31 @@ def test_an_error_in_the_forked_writer_is_the_same_one_line_and_leaves_nothing(w
     are written here): the run stops with that target's own error, exit code and nothing written (the child's
     reserved files removed too), as in one process."""
     import occprep.create
+    from occprep.errors import OccprepError
     from occprep.workers import fork_call
+
+    failed_there = []
+
+    def recording_fork(function):
+        forked.append(1)
+        child = fork_call(function)
+        wait = child.result
+
+        def result():
+            try:
+                wait()
+            except OccprepError:
+                failed_there.append(1)
+                raise
+        child.result = result
+        return child
 
     version_dir = writable_mini.root / writable_mini.version
     annotations = writable_mini.table("sample_annotation")
     annotations[-1]["visibility_token"] = ""
     (version_dir / "sample_annotation.json").write_text(json.dumps(annotations))
     forked = []
-    monkeypatch.setattr(occprep.create, "fork_call", lambda function: forked.append(1) or fork_call(function))
+    monkeypatch.setattr(occprep.create, "fork_call", recording_fork)
     results = {}
     for mode, cores in (("alone", 1), ("forked", 2)):
         monkeypatch.setattr(occprep.create, "cores", lambda: cores)
@@ -420,7 +437,7 @@ def test_an_error_in_the_forked_writer_is_the_same_one_line_and_leaves_nothing(w
                                  "--version", "v1.0-mini", "--no-file-check", "--out-dir", out,
                                  "--target", "bevformer,uniad", "--quiet"], monkeypatch, capsys)
         assert not out.exists(), sorted(out.rglob("*"))
-    assert results["forked"] == results["alone"] and forked == [1]
+    assert results["forked"] == results["alone"] and forked == [1] and failed_there == [1]
     code, _, err = results["alone"]
     assert code != 0 and err.startswith("error: sample_annotation.visibility_token '' is not a visibility level")
     assert err.count("\n") == 1
