@@ -94,12 +94,12 @@ class FileResult(Generic[T]):
     """A call submitted to a pool whose result comes back through a temporary file instead of the pool's
     pipe: its arrays' data out of band (pickle protocol 5), written there at once and read here in one go.
     Through the pipe, hundreds of MB cross in 64 KiB pieces, each waiting for this process's lock (the GIL)
-    while it works, which took seconds. The file is in /dev/shm (memory) where there is one, and is removed
-    once read; where it cannot be written (no room), the result takes the pipe after all. Use it as a
-    context manager, which removes the file if the result was never read."""
+    while it works, which took seconds. The file is in the temporary folder (`TMPDIR`) and is removed once
+    read; where it cannot be written (no room), the result takes the pipe after all. Use it as a context
+    manager, which removes the file if the result was never read."""
 
     def __init__(self, pool: Executor, function: Callable[..., T], *args: object) -> None:
-        handle, self._path = tempfile.mkstemp(prefix="occprep-", suffix=".result", dir=_scratch_folder())
+        handle, self._path = tempfile.mkstemp(prefix="occprep-", suffix=".result")
         os.close(handle)
         self._future = pool.submit(_result_to_file, self._path, function, *args)
 
@@ -129,11 +129,6 @@ class FileResult(Generic[T]):
             views.append(memoryview(data)[start:start + size])
             start += size
         return pickle.loads(meta, buffers=views)
-
-
-def _scratch_folder() -> Optional[str]:
-    """/dev/shm when it is a writable folder (files there stay in memory), else the default temporary one."""
-    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
 def _result_to_file(path: str, function: Callable[..., T], *args: object) -> Tuple[object, Optional[List[int]]]:

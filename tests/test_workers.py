@@ -140,7 +140,7 @@ def test_a_file_result_is_the_call_s_result_and_its_file_is_gone_afterwards():
 
 
 def _columns_with_no_room(rows):
-    """`_columns`, in a worker whose files can hold no more than 1 KiB (as a full /dev/shm)."""
+    """`_columns`, in a worker whose files can hold no more than 1 KiB (as a full disk)."""
     import resource
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
