@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 import traceback
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import List
 
@@ -15,6 +16,7 @@ from occprep import __version__
 from occprep.errors import OccprepError
 from occprep.occupancy import FORMATS as OCCUPANCY_FORMATS
 from occprep.reporting import Reporter
+from occprep.workers import worker_died
 
 _debug = False
 
@@ -462,7 +464,10 @@ def _close_progress_bars() -> None:
 def main() -> None:
     """Console entry point: one-line errors and a non-zero exit code; tracebacks only with --debug."""
     try:
-        cli.main(standalone_mode=False)
+        try:
+            cli.main(standalone_mode=False)
+        except BrokenProcessPool:  # a pool's worker was killed: not a bug, and named as a forked one's is
+            raise worker_died("killed") from None
     except click.exceptions.Abort:
         _close_progress_bars()
         click.echo("aborted", err=True)

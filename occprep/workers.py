@@ -168,7 +168,7 @@ class Forked:
             exc = exc if exc is not None else RuntimeError(f"in a forked worker: {text.strip().splitlines()[-1]}")
             raise exc from ChildTraceback(text)
         if status:
-            raise OccprepError(f"a worker process died ({_exit_cause(status)}; out of memory?); nothing written")
+            raise worker_died(_exit_cause(status))
 
     def cancel(self) -> None:
         """Kill the child, if it is still running, and wait for it to end."""
@@ -218,6 +218,12 @@ def _run_child(function: Callable[[], None], writable: int) -> None:
             pipe.write(raised)
     finally:
         os._exit(status)
+
+
+def worker_died(cause: str) -> OccprepError:
+    """The error for a worker process that ended before its work did (`cause`: "killed by signal 9"), which
+    is most often the system ending it for want of memory; outputs are staged, so none was written."""
+    return OccprepError(f"a worker process died ({cause}; out of memory?); nothing written")
 
 
 def _exit_cause(status: int) -> str:

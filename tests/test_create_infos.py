@@ -2,6 +2,8 @@
 partial input (file check, CAN bus, split files) on a generated dataset."""
 
 import json
+import os
+import signal
 import subprocess
 from collections import defaultdict
 from pathlib import Path
@@ -441,3 +443,22 @@ def test_an_error_in_the_forked_writer_is_the_same_one_line_and_leaves_nothing(w
     code, _, err = results["alone"]
     assert code != 0 and err.startswith("error: sample_annotation.visibility_token '' is not a visibility level")
     assert err.count("\n") == 1
+
+
+def _killed(*args):
+    """In place of the worker's annotation read: the system kills the worker (as for want of memory)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_reading_worker_that_is_killed_is_named_and_nothing_is_written(writable_mini, tmp_path, monkeypatch,
+                                                                          capsys):
+    import occprep.create
+
+    monkeypatch.setattr(occprep.create, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(occprep.create, "cores", lambda: 2)
+    monkeypatch.setattr(occprep.create, "read_resolved_annotations", _killed)
+    out = tmp_path / "out"
+    code, _, err = run_cli(["create-infos", "--root-path", writable_mini.root, "--canbus", writable_mini.canbus,
+                            "--version", "v1.0-mini", "--no-file-check", "--out-dir", out, "--quiet"], monkeypatch, capsys)
+    assert code == 2 and err == "error: a worker process died (killed; out of memory?); nothing written\n"
+    assert not out.exists()
