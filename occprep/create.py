@@ -291,7 +291,7 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
                         functools.partial(read_can_bus, canbus_root, part, config, Reporter("create-infos", quiet=True),
                                           steering) for part in portions(names, CAN_BUS_JOBS)])
                 scanned = scan_version(root / concrete, config, config_name, reporter, chosen,
-                                       _meanwhile(annotations, can_bus_jobs) if annotations is not None else None)
+                                       _meanwhile(annotations, can_bus_jobs, reporter) if annotations is not None else None)
                 if can_bus_jobs is not None:
                     can_bus = functools.partial(_merged, can_bus_jobs)
                 else:
@@ -307,12 +307,13 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
     return summarize(results, skipped, reporter.elapsed, notes + shared)
 
 
-def _meanwhile(annotations: FileResult[ResolvedAnnotations], can_bus: SharedJobs[CanBus]
+def _meanwhile(annotations: FileResult[ResolvedAnnotations], can_bus: SharedJobs[CanBus], reporter: Reporter
                ) -> Callable[[], ResolvedAnnotations]:
     """The annotations a worker reads; while they are not there, this process reads the CAN bus files the
-    worker has not started on (it takes them up after the annotations)."""
+    worker has not started on (it takes them up after the annotations), in the `can_bus` stage."""
     def wait() -> ResolvedAnnotations:
-        can_bus.help(until=annotations.done)
+        with reporter.stage("can_bus"):
+            can_bus.help(until=annotations.done)
         return native(annotations.result())
     return wait
 

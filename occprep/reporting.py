@@ -33,6 +33,8 @@ class Reporter:
         self.started = time.perf_counter()
         self.stages: Dict[str, float] = {}
         """Stage name -> wall time spent in it so far, s (see `stage`)."""
+        self._nested: List[float] = []
+        """For each stage block now running, innermost last: the wall time of the stages run inside it, s."""
 
     def progress(self, iterable: Optional[Iterable] = None, *, desc: str, total: Optional[int] = None,
                  unit: str = "it") -> tqdm:
@@ -42,12 +44,17 @@ class Reporter:
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Add the wall time of the block to `stages[name]` (the breakdown the JSON report carries)."""
+        """Add the wall time of the block to `stages[name]` (the breakdown the JSON report carries), less
+        that of the stages run inside it, which count as theirs: the stages never count a second twice."""
         started = time.perf_counter()
+        self._nested.append(0.0)
         try:
             yield
         finally:
-            self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            self.stages[name] = self.stages.get(name, 0.0) + elapsed - self._nested.pop()
+            if self._nested:
+                self._nested[-1] += elapsed
 
     def info(self, line: str) -> None:
         """One line of narration on stderr (silenced when quiet)."""

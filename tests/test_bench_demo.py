@@ -56,3 +56,18 @@ def test_demo_runs_every_step(tmp_path, monkeypatch):
     assert len(load_pickle(voxel_lists / "nuscenes_infos_val.pkl")["infos"]) == 3  # SurroundOcc's file
     assert all("lidarseg" in info for info in load_pickle(voxel_lists / "nuscenes" / "nuscenes_occ_infos_val.pkl")["infos"])
     assert len(load_pickle(tmp_path / "demo" / "data" / "nuscenes" / "nuscenes_infos_val_occ.pkl")["infos"]) == 3
+
+
+def test_a_stage_inside_another_counts_as_its_own_and_not_twice(monkeypatch):
+    import occprep.reporting
+
+    # perf_counter readings: Reporter() 0; scan starts 1; can_bus inside it 2 -> 5; scan ends 6; can_bus again 7 -> 8
+    clock = iter([0.0, 1.0, 2.0, 5.0, 6.0, 7.0, 8.0])
+    monkeypatch.setattr(occprep.reporting.time, "perf_counter", lambda: next(clock))
+    reporter = Reporter("test", quiet=True)
+    with reporter.stage("scan"):
+        with reporter.stage("can_bus"):
+            pass
+    with reporter.stage("can_bus"):
+        pass
+    assert reporter.stages == {"scan": 2.0, "can_bus": 4.0}  # scan's 5 s less can_bus's 3; can_bus 3 + 1
