@@ -95,11 +95,16 @@ class FileResult(Generic[T]):
     pipe: its arrays' data out of band (pickle protocol 5), written there at once and read here in one go.
     Through the pipe, hundreds of MB cross in 64 KiB pieces, each waiting for this process's lock (the GIL)
     while it works, which took seconds. The file is in the temporary folder (`TMPDIR`) and is removed once
-    read; where it cannot be written (no room), the result takes the pipe after all. Use it as a context
-    manager, which removes the file if the result was never read."""
+    read; where it cannot be made or written (a read-only folder, no room), the result takes the pipe after
+    all. Use it as a context manager, which removes the file if the result was never read."""
 
     def __init__(self, pool: Executor, function: Callable[..., T], *args: object) -> None:
-        handle, self._path = tempfile.mkstemp(prefix="occprep-", suffix=".result")
+        try:
+            handle, self._path = tempfile.mkstemp(prefix="occprep-", suffix=".result")
+        except OSError:
+            self._path = None
+            self._future = pool.submit(_result_as_is, function, *args)
+            return
         os.close(handle)
         self._future = pool.submit(_result_to_file, self._path, function, *args)
 
@@ -107,6 +112,8 @@ class FileResult(Generic[T]):
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self._path is None:
+            return
         if not self._future.cancel():
             wait([self._future])  # a worker still writing the file would make it anew once it is removed
         with contextlib.suppress(FileNotFoundError):
@@ -129,6 +136,11 @@ class FileResult(Generic[T]):
             views.append(memoryview(data)[start:start + size])
             start += size
         return pickle.loads(meta, buffers=views)
+
+
+def _result_as_is(function: Callable[..., T], *args: object) -> Tuple[object, None]:
+    """(the result, None): the result through the pipe."""
+    return function(*args), None
 
 
 def _result_to_file(path: str, function: Callable[..., T], *args: object) -> Tuple[object, Optional[List[int]]]:

@@ -154,3 +154,13 @@ def test_a_file_result_that_finds_no_room_takes_the_pipe():
         path = result._path
     np.testing.assert_array_equal(got["sample"], np.arange(100_000))
     assert not os.path.exists(path)
+
+
+def test_a_file_result_without_a_writable_temporary_folder_takes_the_pipe(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))  # as a read-only or absent TMPDIR
+    with process_pool(1) as pool, FileResult(pool, _columns, 1_000) as result:
+        got = result.result()
+        assert result._path is None  # no file could be made
+    np.testing.assert_array_equal(got["sample"], np.arange(1_000))
