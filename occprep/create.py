@@ -290,10 +290,10 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
                     can_bus_jobs = SharedJobs(worker, [
                         functools.partial(read_can_bus, canbus_root, part, config, Reporter("create-infos", quiet=True),
                                           steering) for part in portions(names, CAN_BUS_JOBS)])
-                scanned = scan_version(root / concrete, config, config_name, reporter, chosen,
-                                       _meanwhile(annotations, can_bus_jobs, reporter) if annotations is not None else None)
+                meanwhile = _meanwhile(annotations, can_bus_jobs, reporter) if annotations is not None else None
+                scanned = scan_version(root / concrete, config, config_name, reporter, chosen, meanwhile)
                 if can_bus_jobs is not None:
-                    can_bus = functools.partial(_merged, can_bus_jobs)
+                    can_bus = lambda: merged_can_bus(can_bus_jobs.results())  # noqa: E731 - called after temporal()
                 else:
                     with reporter.stage("can_bus"):
                         can_bus = read_can_bus(canbus_root, scanned.scenes.name, config, reporter, steering)
@@ -316,11 +316,6 @@ def _meanwhile(annotations: FileResult[ResolvedAnnotations], can_bus: SharedJobs
             can_bus.help(until=annotations.done)
         return native(annotations.result())
     return wait
-
-
-def _merged(can_bus: SharedJobs[CanBus]) -> CanBus:
-    """The CAN bus of every scene, once the worker and this process have read their parts."""
-    return merged_can_bus(can_bus.results())
 
 
 def _reads_alongside(version_dir: Path) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import multiprocessing
 import os
 import pickle
@@ -99,13 +100,10 @@ class FileResult(Generic[T]):
     all. Use it as a context manager, which removes the file if the result was never read."""
 
     def __init__(self, pool: Executor, function: Callable[..., T], *args: object) -> None:
-        try:
+        self._path: Optional[str] = None
+        with contextlib.suppress(OSError):
             handle, self._path = tempfile.mkstemp(prefix="occprep-", suffix=".result")
-        except OSError:
-            self._path = None
-            self._future = pool.submit(_result_as_is, function, *args)
-            return
-        os.close(handle)
+            os.close(handle)
         self._future = pool.submit(_result_to_file, self._path, function, *args)
 
     def __enter__(self) -> "FileResult[T]":
@@ -127,26 +125,21 @@ class FileResult(Generic[T]):
         meta, sizes = self._future.result()
         if sizes is None:
             return meta
-        data = bytearray(sum(sizes))
+        data = memoryview(bytearray(sum(sizes)))
         with open(self._path, "rb") as handle:
             handle.readinto(data)
         os.unlink(self._path)
-        views, start = [], 0
-        for size in sizes:
-            views.append(memoryview(data)[start:start + size])
-            start += size
-        return pickle.loads(meta, buffers=views)
+        ends = list(itertools.accumulate(sizes))
+        return pickle.loads(meta, buffers=[data[end - size:end] for size, end in zip(sizes, ends)])
 
 
-def _result_as_is(function: Callable[..., T], *args: object) -> Tuple[object, None]:
-    """(the result, None): the result through the pipe."""
-    return function(*args), None
-
-
-def _result_to_file(path: str, function: Callable[..., T], *args: object) -> Tuple[object, Optional[List[int]]]:
+def _result_to_file(path: Optional[str], function: Callable[..., T], *args: object
+                    ) -> Tuple[object, Optional[List[int]]]:
     """(the pickled result, the sizes of its buffers, written in order into `path`), or (the result, None)
-    when `path` cannot take them."""
+    when there is no `path` or it cannot take them."""
     result = function(*args)
+    if path is None:
+        return result, None
     buffers: List[pickle.PickleBuffer] = []
     meta = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
     try:

@@ -459,6 +459,7 @@ def test_a_reading_worker_that_is_killed_is_named_and_nothing_is_written(writabl
     monkeypatch.setattr(occprep.create, "read_resolved_annotations", _killed)
     out = tmp_path / "out"
     code, _, err = run_cli(["create-infos", "--root-path", writable_mini.root, "--canbus", writable_mini.canbus,
-                            "--version", "v1.0-mini", "--no-file-check", "--out-dir", out, "--quiet"], monkeypatch, capsys)
+                            "--version", "v1.0-mini", "--no-file-check", "--out-dir", out, "--quiet"],
+                           monkeypatch, capsys)
     assert code == 2 and err == "error: a worker process died (killed; out of memory?); nothing written\n"
     assert not out.exists()
