@@ -73,8 +73,14 @@ class InfoParts:
         self._cameras = scan.keyframes.cameras.tolist()
         self.names = [config.detection_names.get(c, c) for c in scan.annotations.category]
         """Detection name of every box (unmapped categories keep their name)."""
-        self._intrinsics = {row: np.array(scan.intrinsics[row], dtype=np.float64)
-                            for row in set(readings.calibration[scan.keyframes.cameras.ravel()].tolist())}
+        self._intrinsics: Dict[int, np.ndarray] = {}
+
+    def intrinsic(self, calibration: int) -> np.ndarray:
+        """A new (3, 3) float64 array of calibrated sensor row `calibration`'s `camera_intrinsic` (px)."""
+        known = self._intrinsics.get(calibration)
+        if known is None:
+            known = self._intrinsics[calibration] = np.array(self.scan.intrinsics[calibration], dtype=np.float64)
+        return known.copy()
 
     def memo(self, key: str, compute: Callable[[], T]) -> T:
         """`compute()`, run once per `InfoParts` (a target's per-box arrays, computed for all keyframes)."""
@@ -132,7 +138,7 @@ class InfoParts:
         for c, (channel, row) in enumerate(zip(self.config.camera_channels, self._cameras[s])):
             cams[channel] = self._sensor(row, channel, lidar_from_camera.rotation[s, c],
                                          lidar_from_camera.translation[s, c], paths)
-            cams[channel]["cam_intrinsic"] = self._intrinsics[self._calibration[row]].copy()
+            cams[channel]["cam_intrinsic"] = self.intrinsic(self._calibration[row])
         return cams
 
     def scene(self, s: int) -> Dict[str, str]:

@@ -33,15 +33,15 @@ def _entries(parts: InfoParts, rows: List[int], paths: List[str]) -> List[dict]:
     """Camera readings' entries: data_path, sensor2global (rotation transposed), intrinsics, timestamp."""
     global_from_sensor = parts.memo("global from reading", lambda: global_from_reading(
         parts.scan, np.arange(len(parts.scan.readings.token))))[np.array(rows, dtype=np.int64)]
-    readings, intrinsics = parts.scan.readings, parts.scan.intrinsics
+    readings = parts.scan.readings
     return [{
         "data_path": paths[row],
-        "sensor2global_rotation": rotation.T.copy(),
+        "sensor2global_rotation": rotation,
         "sensor2global_translation": translation,
-        "cam_intrinsic": np.array(intrinsics[calibration], dtype=np.float64),
+        "cam_intrinsic": parts.intrinsic(calibration),
         "timestamp": timestamp,
     } for row, rotation, translation, calibration, timestamp in zip(
-        rows, global_from_sensor.rotation, global_from_sensor.translation,
+        rows, global_from_sensor.rotation.transpose(0, 2, 1).copy(), global_from_sensor.translation,
         readings.calibration[rows].tolist(), readings.timestamp[rows].tolist())]
 
 

@@ -51,14 +51,17 @@ class _CameraLists:
                               & (width >= 1) & (height >= 1))
         box = seen.box[kept]
         length, box_width, box_height = (scan.annotations.size[box][:, i] for i in (1, 0, 2))
-        self.camera = seen.camera[kept]
         self.bboxes2d = np.column_stack([x1, y1, x1 + width, y1 + height])[kept].astype(np.float32)
         self.bboxes3d = np.column_stack([seen.centre[kept], length, box_height, box_width,
                                          -seen.yaw[kept]]).astype(np.float32)
         self.labels = labels[kept]
         self.centers2d, self.depths = center_2d[kept], depth[kept]
         self.visibility = np.array(scan.annotations.visibility, dtype=object)[box]
-        self.offsets = np.searchsorted(seen.sample[kept], np.arange(len(scan.keyframes.token) + 1))
+        self.cameras = len(parts.config.camera_channels)
+        self.offsets = np.searchsorted(seen.sample[kept] * self.cameras + seen.camera[kept],
+                                       np.arange(len(scan.keyframes.token) * self.cameras + 1)).tolist()
+        """Keyframe s's boxes in camera c are rows `offsets[s * cameras + c]` to the next (`camera_boxes`
+        orders them by keyframe, camera, box)."""
 
 
 def _array(values: np.ndarray) -> np.ndarray:
@@ -69,10 +72,10 @@ def _array(values: np.ndarray) -> np.ndarray:
 def cameras_2d(parts: InfoParts, s: int, options: BuildOptions) -> Dict[str, list]:
     """The seven per-camera lists of keyframe `s` (see the module docstring)."""
     lists = parts.memo("streampetr cameras", lambda: _CameraLists(parts))
-    block = slice(lists.offsets[s], lists.offsets[s + 1])
     found: Dict[str, list] = {key: [] for key in CAMERA_KEYS}
-    for camera in range(len(parts.config.camera_channels)):
-        rows = np.flatnonzero(lists.camera[block] == camera) + block.start
+    bounds = lists.offsets[s * lists.cameras:(s + 1) * lists.cameras + 1]
+    for start, end in zip(bounds, bounds[1:]):
+        rows = slice(start, end)
         found["bboxes2d"].append(_array(lists.bboxes2d[rows]))
         found["bboxes3d_cams"].append(_array(lists.bboxes3d[rows]))
         found["labels2d"].append(lists.labels[rows].copy())
