@@ -24,7 +24,7 @@ from occprep.blobs import missing_files
 from occprep.canbus import CAN_BUS_MODES, can_bus_slots, merged_can_bus, read_can_bus
 from occprep.config import DatasetConfig, config_problems, dataset_config
 from occprep.errors import OccprepError
-from occprep.fileio import Staging, write_reserved
+from occprep.fileio import Staging, Syncs, write_reserved
 from occprep.infos import InfoParts
 from occprep.layout import check_root_path, fix_canbus, misplaced_sensor_folders, version_folder
 from occprep.names import describe_unknown
@@ -438,8 +438,10 @@ def _write(result: VersionInfos, outputs: List[_Output], options: BuildOptions, 
            written: Callable[[int], None]) -> None:
     """Build and pickle `outputs` (ordered by split, then by target layout) into their temporary files
     (output path -> the file `Staging.reserve` made); the neutral infos of a split are built once for the
-    consecutive targets of the same layout; `written(n)` after each output of n infos."""
+    consecutive targets of the same layout; `written(n)` after each output of n infos. Each file is synced
+    to disk in the background while the next is built, and all of them before this returns."""
     shared: Dict[tuple, List[dict]] = {}
+    syncs = Syncs()
     for position, output in enumerate(outputs):
         target, rows = output.target, result.splits[output.split]
         layout = (output.split, target.layout(options, result.parts.root_path))
@@ -451,20 +453,29 @@ def _write(result: VersionInfos, outputs: List[_Output], options: BuildOptions, 
         if following is None or (following.split, following.target.layout(
                 options, result.parts.root_path)) != layout:
             shared = {}  # the last target of its layout: free the neutral infos before pickling
-        with _opened(temporary[output.path], output.path) as handle:
+        with _opened(temporary[output.path], output.path, syncs) as handle:
             write_pickle(built, handle)
         del built
         written(len(rows))
+    try:
+        syncs.wait()
+    except OSError as exc:
+        named = {str(file): path for path, file in temporary.items()}
+        raise _cannot_write(named[exc.filename], exc) from None
 
 
 @contextlib.contextmanager
-def _opened(temporary: Path, path: Path) -> Iterator[IO[bytes]]:
+def _opened(temporary: Path, path: Path, syncs: Syncs) -> Iterator[IO[bytes]]:
     """`write_reserved(temporary)`, the temporary file of `path`; a failed write named as such."""
     try:
-        with write_reserved(temporary) as handle:
+        with write_reserved(temporary, syncs=syncs) as handle:
             yield handle
     except OSError as exc:
-        raise OccprepError(f"{path}: cannot write ({exc.strerror}); check --out-dir") from None
+        raise _cannot_write(path, exc) from None
+
+
+def _cannot_write(path: Path, exc: OSError) -> OccprepError:
+    return OccprepError(f"{path}: cannot write ({exc.strerror}); check --out-dir")
 
 
 def summarize(results: List[VersionInfos], skipped: List[str], wall_time: float,

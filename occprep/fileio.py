@@ -8,8 +8,9 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 from pathlib import Path
-from typing import IO, Callable, Iterator, List, Tuple, Type, TypeVar, Union
+from typing import IO, Callable, Iterator, List, Optional, Tuple, Type, TypeVar, Union
 
 import msgspec
 import numpy as np
@@ -134,14 +135,51 @@ class Staging:
                 folder.rmdir()  # only when empty
 
 
+class Syncs:
+    """Written files synced to disk in threads while this process goes on (building the next output, freeing
+    the last one): `wait()` for them before the files are renamed into place, and before a fork."""
+
+    def __init__(self) -> None:
+        self._threads: List[threading.Thread] = []
+        self._failures: List[OSError] = []
+
+    def start(self, handle: IO, name: str) -> None:
+        """Sync flushed `handle`'s file (through a descriptor of its own: `handle` may be closed at once);
+        `name` is the file a failure names."""
+        descriptor = os.dup(handle.fileno())
+        thread = threading.Thread(target=self._sync, args=(descriptor, name), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _sync(self, descriptor: int, name: str) -> None:
+        try:
+            os.fsync(descriptor)
+        except OSError as exc:
+            self._failures.append(OSError(exc.errno, exc.strerror, name))
+        finally:
+            os.close(descriptor)
+
+    def wait(self) -> None:
+        """Wait for every sync started; raises the OSError (`filename`: the name given) of a failed one."""
+        threads, self._threads = self._threads, []
+        for thread in threads:
+            thread.join()
+        if self._failures:
+            raise self._failures[0]
+
+
 @contextlib.contextmanager
-def write_reserved(temporary: Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a file that `Staging.reserve` made, for writing, and sync it at the end. It is opened, never made:
-    a writer in another process that comes after the run failed and removed it makes no stray file."""
+def write_reserved(temporary: Path, mode: str = "wb", syncs: Optional[Syncs] = None) -> Iterator[IO]:
+    """Open a file that `Staging.reserve` made, for writing, and sync it at the end (with `syncs`: started in
+    the background). It is opened, never made: a writer in another process that comes after the run failed
+    and removed it makes no stray file."""
     with open(temporary, mode.replace("w", "r+")) as handle:
         yield handle
         handle.flush()
-        os.fsync(handle.fileno())
+        if syncs is None:
+            os.fsync(handle.fileno())
+        else:
+            syncs.start(handle, str(temporary))
 
 
 def _remove(paths: List[str]) -> None:

@@ -1,13 +1,16 @@
 """create-infos: bad input is a one-line error with a non-zero exit and nothing written; versions.
 On copies of a generated v1.0-mini."""
 
+import errno
 import json
+import os
+import re
 import shutil
 
 import pytest
 
 from occprep.pickles import load_pickle
-from helpers import digest, run_cli
+from helpers import digest, digests, run_cli
 
 BASE_ARGS = ["create-infos", "--version", "v1.0-mini", "--no-file-check", "--out-dir", "out"]
 
@@ -114,3 +117,21 @@ def test_umbrella_version_runs_the_folders_present(dataset, monkeypatch, capsys)
     assert data["metadata"] == {"version": "v1.0-test"} and len(data["infos"]) == samples
     assert "gt_boxes" not in data["infos"][0] and list(data["infos"][0])[-1] == "timestamp"
     assert sorted(p.name for p in (dataset.parent.parent / "out").iterdir()) == ["t_infos_temporal_test.pkl"]
+
+
+def test_a_file_the_disk_cannot_take_is_named_and_older_outputs_stay(dataset, monkeypatch, capsys):
+    """Files are synced to disk in the background while the next is built: a failed sync (an I/O error,
+    a full quota on a network disk) still ends the run with the file named, and nothing replaced."""
+    code, _, err = run_cli(BASE_ARGS + ["--quiet"], monkeypatch, capsys)
+    assert code == 0, err
+    out = dataset.parent.parent / "out"
+    old = digests(out)
+
+    def failing(descriptor):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", failing)
+    code, _, err = run_cli(BASE_ARGS + ["--quiet"], monkeypatch, capsys)
+    assert_one_line_error(code, err, "cannot write (Input/output error); check --out-dir")
+    assert re.search(r"error: out/nuscenes_infos_temporal_(train|val)\.pkl: cannot write", err), err
+    assert digests(out) == old
