@@ -46,6 +46,55 @@ def read_raw_records(path: Path) -> Tuple[List[msgspec.Raw], Callable[[int], Non
     return raws, release
 
 
+def iter_list_chunks(path: Path, decoder: msgspec.json.Decoder, size: int) -> Iterator[Tuple[int, list]]:
+    """(index of the first record, records) of the JSON list in `path`, decoded by `decoder` (of a list type
+    whose items keep no view of their input: no `msgspec.Raw`) a run of about `size` bytes at a time.
+
+    Each run ends at a record's closing brace followed by a comma, found by searching the mapped file; it
+    is copied between brackets into one buffer, reused, and decoded there: one pass over each byte, where
+    splitting the file into raw records first (`read_raw_records`) is a second. The mapped pages before a
+    decoded run leave the resident memory. Raises msgspec's `DecodeError` for a run that is not valid JSON:
+    a malformed file, or a brace and comma inside a string or a nested object, which end a run early
+    (`read_raw_records` reads any JSON list exactly); `ValidationError` for records that do not fit the type."""
+    data, buffer, done = _content(Path(path)), bytearray(), 0
+    for start, end in _run_bounds(data, size):
+        if len(buffer) < end - start + 2:
+            buffer = bytearray(end - start + 2)
+        with memoryview(buffer)[:end - start + 2] as view:
+            view[0], view[1:-1], view[-1] = ord("["), memoryview(data)[start:end], ord("]")
+            records = decoder.decode(view)
+        if isinstance(data, mmap.mmap) and hasattr(data, "madvise"):
+            data.madvise(mmap.MADV_DONTNEED, 0, end - end % mmap.PAGESIZE)
+        if records:
+            yield done, records
+            done += len(records)
+
+
+_WHITESPACE = b" \t\r\n"
+
+
+def _run_bounds(data: Union[mmap.mmap, bytes], size: int) -> Iterator[Tuple[int, int]]:
+    """(start, end) byte ranges of the records of the JSON list in `data`, about `size` bytes each: every
+    range but the last ends at a `}` followed, after whitespace, by `,`; the last ends before the list's `]`."""
+    start, last = data.find(b"[") + 1, data.rfind(b"]")
+    if not 0 < start <= last or data[:start - 1].strip(_WHITESPACE) or data[last + 1:].strip(_WHITESPACE):
+        raise msgspec.DecodeError("not a JSON list")
+    while last - start > size:
+        close = data.find(b"}", start + size, last)
+        while close >= 0:
+            after = close + 1
+            while data[after] in _WHITESPACE:
+                after += 1
+            if data[after] == ord(","):
+                break
+            close = data.find(b"}", after, last)
+        if close < 0:
+            break
+        yield start, close + 1
+        start = after + 1
+    yield start, last
+
+
 def _content(path: Path) -> Union[mmap.mmap, bytes]:
     """The content of a file: mapped read-only, or read when it cannot be mapped (an empty file, a pipe).
     A missing or unreadable file is an `OccprepError` naming it."""

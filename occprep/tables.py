@@ -13,7 +13,7 @@ import msgspec
 import numpy as np
 
 from occprep.errors import OccprepError
-from occprep.fileio import atomic_write, read_json, read_raw_records
+from occprep.fileio import atomic_write, iter_list_chunks, read_json, read_raw_records
 
 
 class Attribute(msgspec.Struct, gc=False):
@@ -171,30 +171,42 @@ SPLIT_DECODE_BYTES = 256 << 20
 """Files at least this big are decoded in batches when filtered (a little slower, far less memory)."""
 DECODE_BATCH = 65536
 """Records per batch of such a split decode."""
+DECODE_BYTES = 32 << 20
+"""Bytes per batch of a big file whose every record is decoded (`iter_record_batches`)."""
 
 
 def _is_big(path: Path) -> bool:
     return path.is_file() and path.stat().st_size >= SPLIT_DECODE_BYTES
 
 
-def _raw_batches(path: Path) -> Iterator[Tuple[int, List[msgspec.Raw]]]:
-    """(index of the first record, raw records) of the JSON list in `path`, `DECODE_BATCH` at a time; the
-    file's pages before a batch leave the resident memory once the caller asks for the next one."""
+def _raw_batches(path: Path, first: int = 0) -> Iterator[Tuple[int, List[msgspec.Raw]]]:
+    """(index of the first record, raw records) of the JSON list in `path` from record `first` on,
+    `DECODE_BATCH` at a time; the file's pages before a batch leave the resident memory once the caller asks
+    for the next one."""
     raws, release = read_raw_records(path)
-    for start in range(0, len(raws), DECODE_BATCH):
+    for start in range(first, len(raws), DECODE_BATCH):
         yield start, raws[start:start + DECODE_BATCH]
         release(start + DECODE_BATCH)
 
 
 def iter_record_batches(version_dir: Path, name: str, type_: type) -> Iterator[list]:
-    """Records of table `name` decoded as `type_` (see `field_subset`): big files in batches of
-    `DECODE_BATCH`, so that a caller reducing each batch never holds all records; smaller files whole."""
+    """Records of table `name` decoded as `type_` (see `field_subset`): big files about `DECODE_BYTES` at a
+    time (`iter_list_chunks`; 0.55 s of 3.3 less for 471 MB of annotations), so that a caller reducing
+    each batch never holds all records; smaller files whole. Where a batch does not decode, the rest of
+    the file is read from its raw records, which also names a fault exactly."""
     path = Path(version_dir) / f"{name}.json"
     if not _is_big(path):
         yield read_json(path, List[type_])
         return
-    decoder = msgspec.json.Decoder(List[type_])
-    for start, parts in _raw_batches(path):
+    decoder, done = msgspec.json.Decoder(List[type_]), 0
+    try:
+        for start, records in iter_list_chunks(path, decoder, DECODE_BYTES):
+            yield records
+            done = start + len(records)
+        return
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    for start, parts in _raw_batches(path, done):
         yield _decode_raw(decoder, parts, path, start)
 
 

@@ -159,6 +159,7 @@ def test_dangling_hex_tokens_are_named_exactly(tmp_path, tables, monkeypatch, re
     if reading == "batched":
         monkeypatch.setattr(occprep.tables, "SPLIT_DECODE_BYTES", 0)
         monkeypatch.setattr(occprep.tables, "DECODE_BATCH", 7)
+        monkeypatch.setattr(occprep.tables, "DECODE_BYTES", 5000)
     if reading == "parallel":
         monkeypatch.setattr(occprep.check, "PARALLEL_BYTES", 0)
         monkeypatch.setattr(occprep.check.os, "cpu_count", lambda: 2)

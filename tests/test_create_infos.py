@@ -355,6 +355,7 @@ def test_annotations_resolved_batch_by_batch_equal_those_resolved_whole(generate
                                 read_table(version_dir, "attribute"))
     monkeypatch.setattr(occprep.tables, "SPLIT_DECODE_BYTES", 0)
     monkeypatch.setattr(occprep.tables, "DECODE_BATCH", 997)
+    monkeypatch.setattr(occprep.tables, "DECODE_BYTES", 300_000)
     batched = read_resolved_annotations(version_dir, details=True)
     assert len(batched.sample) == len(whole.sample) > 997 * 3
     for name in whole.__dataclass_fields__:

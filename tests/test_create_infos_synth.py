@@ -193,6 +193,7 @@ def test_split_decode_of_big_tables_gives_the_same_pickles(dataset, created, tmp
 
     monkeypatch.setattr(occprep.tables, "SPLIT_DECODE_BYTES", 0)
     monkeypatch.setattr(occprep.tables, "DECODE_BATCH", 7)
+    monkeypatch.setattr(occprep.tables, "DECODE_BYTES", 5000)
     base = dataset[0]
     code, _, err = run_cli(["create-infos", "--root-path", base / "nuscenes", "--canbus", base, "--version",
                             "v1.0-mini", "--out-dir", tmp_path, "--quiet"], monkeypatch, capsys)
