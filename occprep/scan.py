@@ -389,8 +389,6 @@ DetailedSampleDataFields = field_subset(SampleData, " ".join(SampleDataFields.__
 DetailedAnnotationFields = field_subset(SampleAnnotation, " ".join(AnnotationFields.__struct_fields__)
                                         + " visibility_token attribute_tokens")
 """The same with what the camera-box targets also read: image sizes, visibility and attributes."""
-_SensorKey = field_subset(SampleData, "calibrated_sensor_token is_key_frame")
-_TokenKey = field_subset(EgoPose, "token")
 
 
 @dataclass(frozen=True)
@@ -429,8 +427,7 @@ def _used_poses(version_dir: Path, readings: list, positions: Optional[np.ndarra
     if poses is not None and [p.token for p in poses] == [r.ego_pose_token for r in readings]:
         return poses
     used = {r.ego_pose_token for r in readings}
-    return read_records(version_dir, "ego_pose", EgoPoseFields,
-                        (_TokenKey, lambda records: [r.token in used for r in records]))
+    return read_records(version_dir, "ego_pose", EgoPoseFields, lambda records: [r.token in used for r in records])
 
 
 def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporter, camera_sweeps: bool = False,
@@ -455,8 +452,8 @@ def read_scan_tables(version_dir: Path, config: DatasetConfig, reporter: Reporte
         readings = ReadingFilter.of(tables["calibrated_sensor"], tables["sensor"], config, camera_sweeps)
         tables["sample_data"], positions = read_selected(
             version_dir, "sample_data", DetailedSampleDataFields if details else SampleDataFields,
-            (_SensorKey, lambda records: readings.wanted([r.calibrated_sensor_token for r in records],
-                                                         [r.is_key_frame for r in records])))
+            lambda records: readings.wanted([r.calibrated_sensor_token for r in records],
+                                            [r.is_key_frame for r in records]))
         bar.update()
         tables["ego_pose"] = _used_poses(version_dir, tables["sample_data"], positions)
         bar.update()

@@ -10,7 +10,7 @@ import pytest
 import occprep.tables
 from occprep.errors import OccprepError
 from occprep.fileio import iter_list_chunks
-from occprep.tables import iter_record_batches
+from occprep.tables import iter_record_batches, read_selected
 
 
 class _Record(msgspec.Struct):
@@ -81,3 +81,14 @@ def test_a_malformed_file_is_named_with_the_position(tmp_path, batched):
     (tmp_path / "sample_data.json").write_text('[{"a": 1, "s": "x"}, {"a": 2, "s": ')
     with pytest.raises(OccprepError, match=r"sample_data\.json: malformed JSON"):
         _records(tmp_path, "sample_data")
+
+
+@pytest.mark.parametrize("tricky", [False, True])
+def test_a_filtered_read_keeps_the_flagged_records_and_their_positions(tmp_path, batched, tricky):
+    """`read_selected` on a big file: the records `keep` flags, with their positions in the file, whether
+    the file is read in runs of bytes or (a string holding `},` ends a run early) from its raw records."""
+    records = [{"a": i, "s": ("}, {" if tricky and i == 50 else "x")} for i in range(300)]
+    (tmp_path / "sample_data.json").write_text(json.dumps(records))
+    kept, positions = read_selected(tmp_path, "sample_data", _Record, lambda batch: [r.a % 7 == 3 for r in batch])
+    assert [msgspec.structs.asdict(r) for r in kept] == [r for r in records if r["a"] % 7 == 3]
+    assert positions.tolist() == [i for i in range(300) if i % 7 == 3]

@@ -45,12 +45,11 @@ def lidar_keyframes(root_path: str, version: str, lidar_channel: str) -> Dict[st
     lidar_calibrations = {c.token for c in calibrations if c.sensor_token in lidar_sensors}
     if not lidar_calibrations:
         raise OccprepError(f"{version_dir}: no {lidar_channel} sensor in sensor.json / calibrated_sensor.json")
-    key = field_subset(TABLE_TYPES["sample_data"], "calibrated_sensor_token is_key_frame")
     readings = read_records(version_dir, "sample_data",
                             field_subset(TABLE_TYPES["sample_data"], "token sample_token calibrated_sensor_token "
                                                                      "is_key_frame filename"),
-                            select=(key, lambda batch: [r.is_key_frame and r.calibrated_sensor_token in lidar_calibrations
-                                                        for r in batch]))
+                            lambda batch: [r.is_key_frame and r.calibrated_sensor_token in lidar_calibrations
+                                           for r in batch])
     scenes = {s.token: s.name for s in read_records(version_dir, "scene", field_subset(TABLE_TYPES["scene"], "token name"))}
     scene_of = {s.token: s.scene_token
                 for s in read_records(version_dir, "sample", field_subset(TABLE_TYPES["sample"], "token scene_token"))}
