@@ -287,9 +287,9 @@ def create_infos(root_path: str, out_dir: Path, extra_tag: str, version: str, ca
                     annotations = reading.enter_context(FileResult(worker, read_resolved_annotations, root / concrete,
                                                                    any(target.details for target in chosen)))
                     names = sorted({scene.name for scene in read_table(root / concrete, "scene")})
-                    can_bus_jobs = SharedJobs(worker, [
+                    can_bus_jobs = reading.enter_context(SharedJobs(worker, [
                         functools.partial(read_can_bus, canbus_root, part, config, Reporter("create-infos", quiet=True),
-                                          steering) for part in portions(names, CAN_BUS_JOBS)])
+                                          steering) for part in portions(names, CAN_BUS_JOBS)]))
                 meanwhile = _meanwhile(annotations, can_bus_jobs, reporter) if annotations is not None else None
                 scanned = scan_version(root / concrete, config, config_name, reporter, chosen, meanwhile)
                 if can_bus_jobs is not None:

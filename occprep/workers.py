@@ -13,6 +13,7 @@ import itertools
 import multiprocessing
 import os
 import pickle
+import shutil
 import signal
 import sys
 import tempfile
@@ -62,33 +63,79 @@ def portions(items: Sequence[T], count: int) -> List[List[T]]:
 
 
 class SharedJobs(Generic[T]):
-    """Calls submitted to a pool that this process may take back and run itself (work stealing): a call
-    that no worker has started yet can be cancelled (`Future.cancel`), and then runs here instead.
+    """Calls submitted to a pool that this process may take over and run itself (work stealing): whoever
+    runs a call first claims it, by making its claim file (`O_EXCL`, atomic across processes): a worker in
+    submission order, `help` from the other end; the side that finds a call claimed passes it by. No
+    future is cancelled: a pool whose worker dies with cancelled calls pending raised on them in its own
+    thread before Python 3.12 (CPython gh-107219), and stopped before cleaning up. Without a temporary
+    folder for the claims, the pool runs every call.
 
-    Submit the calls in the order the pool should run them; `help` takes them from the other end."""
+    Use as a context manager (it removes the claims); submit the calls in the order the pool should run
+    them."""
 
     def __init__(self, pool: Executor, calls: Sequence[Callable[[], T]]) -> None:
         self._calls = list(calls)
-        self._futures = [pool.submit(call) for call in self._calls]
+        try:
+            self._claims: Optional[str] = tempfile.mkdtemp(prefix="occprep-jobs-")
+        except OSError:
+            self._claims = None
+        self._futures = [pool.submit(_run_claimed, self._claim_file(index), call)
+                         for index, call in enumerate(self._calls)]
         self._here: Dict[int, T] = {}
         """Index -> result of the calls run in this process."""
 
+    def __enter__(self) -> "SharedJobs[T]":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._claims is not None:
+            shutil.rmtree(self._claims, ignore_errors=True)
+
     def help(self, until: Callable[[], bool] = lambda: False) -> None:
-        """Run here, one at a time from the last, the calls that no worker has started, until there are none
+        """Run here, one at a time from the last, the calls that no worker has claimed, until there are none
         left or `until()` holds (checked before each)."""
         for index in reversed(range(len(self._calls))):
             if index in self._here:
                 continue
-            if until() or not self._futures[index].cancel():
+            try:
+                if until() or not _claim(self._claim_file(index)):
+                    return
+            except OSError:  # no claims can be made: the pool runs every call
                 return
             self._here[index] = self._calls[index]()
 
     def results(self) -> List[T]:
-        """Every call's result, in submission order: those not started are run here, the others awaited. A
-        call's exception is raised here."""
+        """Every call's result, in submission order: those no worker claimed are run here, the others awaited.
+        A call's exception is raised here."""
         self.help()
-        return [self._here[index] if index in self._here else future.result()
+        return [self._here[index] if index in self._here else future.result()[1]
                 for index, future in enumerate(self._futures)]
+
+    def _claim_file(self, index: int) -> Optional[str]:
+        return None if self._claims is None else os.path.join(self._claims, str(index))
+
+
+def _claim(path: Optional[str]) -> bool:
+    """Make claim file `path`: True if this process made it, False if another had; None is no claim to
+    make (the pool runs every call). Raises OSError when it cannot be made at all."""
+    if path is None:
+        raise FileNotFoundError("no claims")
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _run_claimed(claim: Optional[str], call: Callable[[], T]) -> Tuple[bool, Optional[T]]:
+    """In a worker: (True, `call()`) unless this process (`SharedJobs.help`) claimed the call first, then
+    (False, None). Where no claim can be made, neither can that process's, and the worker runs the call."""
+    try:
+        if not _claim(claim):
+            return False, None
+    except OSError:
+        pass
+    return True, call()
 
 
 class FileResult(Generic[T]):

@@ -451,6 +451,7 @@ def _killed(*args):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_reading_worker_that_is_killed_is_named_and_nothing_is_written(writable_mini, tmp_path, monkeypatch,
                                                                           capsys):
     import occprep.create

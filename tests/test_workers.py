@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pytest
@@ -91,8 +92,10 @@ def _job(index, gate):
 
 def test_shared_jobs_run_here_those_no_worker_started_and_give_every_result_in_order(tmp_path):
     gate = tmp_path / "gate"
-    with process_pool(1) as pool:
-        jobs = SharedJobs(pool, [functools.partial(_job, index, gate) for index in range(8)])
+    with process_pool(1) as pool, SharedJobs(pool, [functools.partial(_job, index, gate) for index in range(8)]) as jobs:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(jobs._claim_file(0)) and time.monotonic() < deadline:  # the worker holds job 0
+            time.sleep(0.01)
         jobs.help(until=lambda: True)
         assert not jobs._here  # `until` holds before the first: nothing taken
         jobs.help()
@@ -101,6 +104,47 @@ def test_shared_jobs_run_here_those_no_worker_started_and_give_every_result_in_o
     assert [index for index, _ in results] == list(range(8))
     ran_here = [index for index, pid in results if pid == os.getpid()]
     assert results[0][1] != os.getpid() and ran_here == list(range(8 - len(ran_here), 8)) and len(ran_here) >= 5
+
+
+def test_without_a_temporary_folder_for_claims_the_pool_runs_every_job(tmp_path, monkeypatch):
+    def no_folder(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("occprep.workers.tempfile.mkdtemp", no_folder)
+    gate = tmp_path / "gate"
+    gate.touch()
+    with process_pool(1) as pool, SharedJobs(pool, [functools.partial(_job, index, gate) for index in range(4)]) as jobs:
+        jobs.help()
+        results = jobs.results()
+    assert [index for index, _ in results] == list(range(4)) and os.getpid() not in {pid for _, pid in results}
+
+
+def _killed_when(gate):
+    """Holds the worker until `gate` exists, then the system kills it (as for want of memory)."""
+    deadline = time.monotonic() + 30
+    while not gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_worker_that_dies_after_jobs_were_taken_over_leaves_no_thread_traceback_nor_thread(tmp_path):
+    """Taking jobs over cancels no future: before Python 3.12 (CPython gh-107219) the pool's manager thread
+    raised on cancelled ones when the worker died, printing a traceback after the one-line error, and
+    stopped before ending the pool's other thread (this process could then no longer fork)."""
+    gate, threads = tmp_path / "gate", threading.active_count()
+    with process_pool(1) as pool:
+        killed = pool.submit(_killed_when, gate)
+        with SharedJobs(pool, [functools.partial(_job, index, gate) for index in range(1, 9)]) as jobs:
+            deadline = time.monotonic() + 30
+            while not jobs._futures[0].running() and time.monotonic() < deadline:  # queued for the worker
+                time.sleep(0.01)
+            jobs.help()  # takes over all: the worker holds the first job
+            assert sorted(jobs._here) == list(range(8))
+            gate.touch()
+            with pytest.raises(BrokenProcessPool):
+                killed.result()
+    assert threading.active_count() <= threads
 
 
 @pytest.mark.parametrize("count, parts", [(0, 1), (1, 1), (7, 3), (10, 32), (850, 32)])
