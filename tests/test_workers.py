@@ -92,7 +92,8 @@ def _job(index, gate):
 
 def test_shared_jobs_run_here_those_no_worker_started_and_give_every_result_in_order(tmp_path):
     gate = tmp_path / "gate"
-    with process_pool(1) as pool, SharedJobs(pool, [functools.partial(_job, index, gate) for index in range(8)]) as jobs:
+    calls = [functools.partial(_job, index, gate) for index in range(8)]
+    with process_pool(1) as pool, SharedJobs(pool, calls) as jobs:
         deadline = time.monotonic() + 30
         while not os.path.exists(jobs._claim_file(0)) and time.monotonic() < deadline:  # the worker holds job 0
             time.sleep(0.01)
@@ -113,7 +114,8 @@ def test_without_a_temporary_folder_for_claims_the_pool_runs_every_job(tmp_path,
     monkeypatch.setattr("occprep.workers.tempfile.mkdtemp", no_folder)
     gate = tmp_path / "gate"
     gate.touch()
-    with process_pool(1) as pool, SharedJobs(pool, [functools.partial(_job, index, gate) for index in range(4)]) as jobs:
+    calls = [functools.partial(_job, index, gate) for index in range(4)]
+    with process_pool(1) as pool, SharedJobs(pool, calls) as jobs:
         jobs.help()
         results = jobs.results()
     assert [index for index, _ in results] == list(range(4)) and os.getpid() not in {pid for _, pid in results}
