@@ -88,6 +88,7 @@ class SharedJobs(Generic[T]):
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        wait(self._futures)  # the pool passes the calls claimed here by: only then do their claims go
         if self._claims is not None:
             shutil.rmtree(self._claims, ignore_errors=True)
 
@@ -128,10 +129,14 @@ def _claim(path: Optional[str]) -> bool:
 
 
 def _run_claimed(claim: Optional[str], call: Callable[[], T]) -> Tuple[bool, Optional[T]]:
-    """In a worker: (True, `call()`) unless this process (`SharedJobs.help`) claimed the call first, then
-    (False, None). Where no claim can be made, neither can that process's, and the worker runs the call."""
+    """In a worker: (True, `call()`) unless this process (`SharedJobs.help`) claimed the call first, or the
+    claims are gone (their `SharedJobs` has ended), then (False, None). Where no claim can be made at all,
+    neither can that process's, and the worker runs the call."""
     try:
         if not _claim(claim):
+            return False, None
+    except FileNotFoundError:
+        if claim is not None:
             return False, None
     except OSError:
         pass
