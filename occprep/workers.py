@@ -98,10 +98,7 @@ class SharedJobs(Generic[T]):
         for index in reversed(range(len(self._calls))):
             if index in self._here:
                 continue
-            try:
-                if until() or not _claim(self._claim_file(index)):
-                    return
-            except OSError:  # no claims can be made: the pool runs every call
+            if until() or self._claims is None or not _claim(self._claim_file(index)):
                 return
             self._here[index] = self._calls[index]()
 
@@ -109,37 +106,34 @@ class SharedJobs(Generic[T]):
         """Every call's result, in submission order: those no worker claimed are run here, the others awaited.
         A call's exception is raised here."""
         self.help()
-        return [self._here[index] if index in self._here else future.result()[1]
-                for index, future in enumerate(self._futures)]
+        results = []
+        for index, future in enumerate(self._futures):
+            if index in self._here:
+                results.append(self._here[index])
+                continue
+            ran, value = future.result()
+            results.append(value if ran else self._calls[index]())  # claimed by no one (no room for a claim)
+        return results
 
     def _claim_file(self, index: int) -> Optional[str]:
         return None if self._claims is None else os.path.join(self._claims, str(index))
 
 
-def _claim(path: Optional[str]) -> bool:
-    """Make claim file `path`: True if this process made it, False if another had; None is no claim to
-    make (the pool runs every call). Raises OSError when it cannot be made at all."""
-    if path is None:
-        raise FileNotFoundError("no claims")
+def _claim(path: str) -> bool:
+    """Whether this process made claim file `path`: not if another had, nor where it cannot be made (its
+    folder is gone once the `SharedJobs` has ended, or there is no room)."""
     try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
+    except OSError:
         return False
     return True
 
 
 def _run_claimed(claim: Optional[str], call: Callable[[], T]) -> Tuple[bool, Optional[T]]:
-    """In a worker: (True, `call()`) unless this process (`SharedJobs.help`) claimed the call first, or the
-    claims are gone (their `SharedJobs` has ended), then (False, None). Where no claim can be made at all,
-    neither can that process's, and the worker runs the call."""
-    try:
-        if not _claim(claim):
-            return False, None
-    except FileNotFoundError:
-        if claim is not None:
-            return False, None
-    except OSError:
-        pass
+    """In a worker: (True, `call()`), or (False, None) when the call is claimed elsewhere (no `claim`: the
+    worker runs every call)."""
+    if claim is not None and not _claim(claim):
+        return False, None
     return True, call()
 
 

@@ -121,6 +121,17 @@ def test_without_a_temporary_folder_for_claims_the_pool_runs_every_job(tmp_path,
     assert [index for index, _ in results] == list(range(4)) and os.getpid() not in {pid for _, pid in results}
 
 
+def test_jobs_no_one_could_claim_run_here(tmp_path, monkeypatch):
+    """No room for a claim file (no inodes left): the worker passes every job by, and nothing is lost."""
+    monkeypatch.setattr("occprep.workers._claim", lambda path: False)
+    gate = tmp_path / "gate"
+    gate.touch()
+    calls = [functools.partial(_job, index, gate) for index in range(4)]
+    with process_pool(1) as pool, SharedJobs(pool, calls) as jobs:
+        results = jobs.results()
+    assert results == [(index, os.getpid()) for index in range(4)]
+
+
 def _killed_when(gate):
     """Holds the worker until `gate` exists, then the system kills it (as for want of memory)."""
     deadline = time.monotonic() + 30
