@@ -3,6 +3,7 @@ shared with a pool (`SharedJobs`) and results through a file (`FileResult`)."""
 
 import functools
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -121,15 +122,19 @@ def test_without_a_temporary_folder_for_claims_the_pool_runs_every_job(tmp_path,
     assert [index for index, _ in results] == list(range(4)) and os.getpid() not in {pid for _, pid in results}
 
 
-def test_jobs_no_one_could_claim_run_here(tmp_path, monkeypatch):
-    """No room for a claim file (no inodes left): the worker passes every job by, and nothing is lost."""
-    monkeypatch.setattr("occprep.workers._claim", lambda path: False)
+def test_jobs_no_one_could_claim_run_here(tmp_path):
+    """A claim that cannot be made (its folder gone, no room): the worker passes the job by, and nothing is
+    lost."""
     gate = tmp_path / "gate"
-    gate.touch()
-    calls = [functools.partial(_job, index, gate) for index in range(4)]
-    with process_pool(1) as pool, SharedJobs(pool, calls) as jobs:
-        results = jobs.results()
-    assert results == [(index, os.getpid()) for index in range(4)]
+    calls = [functools.partial(_job, index, gate) for index in range(1, 5)]
+    with process_pool(1) as pool:
+        holding = pool.submit(_job, 0, gate)  # the worker waits for the gate
+        with SharedJobs(pool, calls) as jobs:
+            shutil.rmtree(jobs._claims)
+            gate.touch()
+            results = jobs.results()
+        assert holding.result()[1] != os.getpid()
+    assert results == [(index, os.getpid()) for index in range(1, 5)]
 
 
 def _killed_when(gate):
