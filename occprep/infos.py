@@ -9,12 +9,13 @@ the calibration and pose keys, and the gt_* keys in either box convention. Each 
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Optional, Sequence, TypeVar
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
 from occprep import boxes
 from occprep.config import DatasetConfig
+from occprep.projection import CameraBoxes, camera_boxes, project_centres
 from occprep.records import CanBus, Scan, Temporal
 
 T = TypeVar("T")
@@ -87,6 +88,17 @@ class InfoParts:
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
+
+    def camera_boxes(self) -> CameraBoxes:
+        """`occprep.projection.camera_boxes` of the scan, computed once for every target that reads them
+        (mmdet3d-v2's `cam_instances`, StreamPETR's per-camera lists)."""
+        return self.memo("camera boxes", lambda: camera_boxes(self.scan))
+
+    def camera_box_centres(self, dtype: type) -> Tuple[np.ndarray, np.ndarray]:
+        """`occprep.projection.project_centres` of `camera_boxes()` in `dtype`: (P, 2) u, v, px, and (P,)
+        depth, m; computed once per dtype."""
+        return self.memo(f"camera box centres {np.dtype(dtype).name}",
+                         lambda: project_centres(self.scan, self.camera_boxes(), dtype))
 
     def labels(self, consumer: str) -> np.ndarray:
         """(A,) int64 label id of every box in `consumer`'s label order (the config's `label_orders`), -1 for

@@ -152,13 +152,35 @@ def test_mmdet3d_v2_matches_the_devkit(made):
 
 def test_all_targets_in_one_run_equal_each_target_alone(made, tmp_path):
     base = made[0]
-    for target in ("mmdet3d-v2", "bevdet"):
+    for target in ("mmdet3d-v2", "bevdet", "streampetr"):
         with working_directory(base):
             result = CliRunner().invoke(cli, ["create-infos", "--version", "v1.0-mini", "--no-file-check", "--out-dir",
                                               str(tmp_path / target), "--target", target, "--quiet"])
         assert result.exit_code == 0, result.output
         name = Path(FILES[target]).name.format(split="val")
         assert digest(tmp_path / target / name) == digest(made[2] / FILES[target].format(split="val"))
+
+
+def test_targets_of_one_run_share_the_camera_boxes(generated_mini, tmp_path, monkeypatch):
+    """mmdet3d-v2 and StreamPETR read the same box/camera pairs: each process projects them once."""
+    import occprep.infos
+
+    calls = tmp_path / "calls"
+    projected = occprep.infos.camera_boxes
+
+    def counted(scan):
+        with open(calls, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return projected(scan)
+
+    monkeypatch.setattr(occprep.infos, "camera_boxes", counted)
+    base = generated_mini.lay_out(tmp_path / "base")
+    with working_directory(base):
+        result = CliRunner().invoke(cli, ["create-infos", "--version", "v1.0-mini", "--no-file-check", "--out-dir",
+                                          "out", "--target", "mmdet3d-v2,streampetr", "--quiet"])
+    assert result.exit_code == 0, result.output
+    processes = calls.read_text().split()
+    assert processes and len(processes) == len(set(processes))
 
 
 @pytest.fixture(scope="module")

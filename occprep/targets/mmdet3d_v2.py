@@ -24,7 +24,6 @@ from occprep import boxes
 from occprep.errors import OccprepError
 from occprep.infos import GT_KEYS, InfoParts
 from occprep.names import unknown_names
-from occprep.projection import camera_boxes, project_centres
 from occprep.se3 import SE3
 from occprep.targets import Build, BuildOptions, Target
 
@@ -48,8 +47,8 @@ class _CameraValues:
                                "label_orders[\"mmdet3d-attributes\"]")
         attribute = {name: i for i, name in enumerate(attributes)}
         attribute_ids = np.array([attribute[name] for name in scan.annotations.attribute], dtype=np.int64)
-        seen = camera_boxes(scan)
-        center_2d, depth = project_centres(scan, seen, self.dtype)
+        seen = parts.camera_boxes()
+        center_2d, depth = parts.camera_box_centres(self.dtype)
         kept = np.flatnonzero((labels[seen.box] >= 0) & (depth > 0))
         box = seen.box[kept]
         length, width, height = (scan.annotations.size[box][:, i] for i in (1, 0, 2))

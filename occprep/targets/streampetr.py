@@ -26,7 +26,6 @@ from typing import Dict, List
 import numpy as np
 
 from occprep.infos import GT_KEYS, InfoParts
-from occprep.projection import camera_boxes, project_centres
 from occprep.targets import Build, BuildOptions, Target, legacy_pickle, mmdet3d
 
 CAMERA_KEYS = ("bboxes2d", "bboxes3d_cams", "labels2d", "centers2d", "depths", "bboxes_ignore", "visibilities")
@@ -39,9 +38,9 @@ class _CameraLists:
 
     def __init__(self, parts: InfoParts) -> None:
         scan = parts.scan
-        seen = camera_boxes(scan)
+        seen = parts.camera_boxes()
         labels = parts.labels("mmdet3d")[seen.box]
-        center_2d, depth = project_centres(scan, seen)
+        center_2d, depth = parts.camera_box_centres(np.float32)
         x1, y1, x2, y2 = seen.bbox.T
         width, height = x2 - x1, y2 - y1
         image = scan.keyframes.cameras[seen.sample, seen.camera]
