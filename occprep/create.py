@@ -398,6 +398,8 @@ def write_outputs(result: VersionInfos, chosen: Sequence[Target], out_dirs: Dict
     with gc_paused(), reporter.progress(total=total, desc=f"infos {result.version}", unit="info") as progress, \
             contextlib.ExitStack() as reserved:
         temporary = {output.path: reserved.enter_context(staging.reserve(output.path)) for output in outputs}
+        if result.annotations and any(target.camera_boxes for target in chosen):
+            result.parts.camera_boxes()  # before the fork: both processes read these
         child = None
         if elsewhere:
             try:

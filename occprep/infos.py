@@ -15,7 +15,7 @@ import numpy as np
 
 from occprep import boxes
 from occprep.config import DatasetConfig
-from occprep.projection import CameraBoxes, camera_boxes, project_centres
+from occprep.projection import CameraBoxes, camera_boxes_on_cores, project_centres
 from occprep.records import CanBus, Scan, Temporal
 
 T = TypeVar("T")
@@ -90,9 +90,9 @@ class InfoParts:
         return self._memo[key]
 
     def camera_boxes(self) -> CameraBoxes:
-        """`occprep.projection.camera_boxes` of the scan, computed once for every target that reads them
-        (mmdet3d-v2's `cam_instances`, StreamPETR's per-camera lists)."""
-        return self.memo("camera boxes", lambda: camera_boxes(self.scan))
+        """`occprep.projection.camera_boxes` of the scan, computed once (on both cores where it can) for every
+        target that reads them (mmdet3d-v2's `cam_instances`, StreamPETR's per-camera lists)."""
+        return self.memo("camera boxes", lambda: camera_boxes_on_cores(self.scan))
 
     def camera_box_centres(self, dtype: type) -> Tuple[np.ndarray, np.ndarray]:
         """`occprep.projection.project_centres` of `camera_boxes()` in `dtype`: (P, 2) u, v, px, and (P,)

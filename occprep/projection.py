@@ -13,7 +13,7 @@ same polygons, bounds within 1e-12 px, 16× faster); hulls wholly inside the ima
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 import shapely
@@ -21,6 +21,7 @@ import shapely
 from occprep import geometry
 from occprep.records import Scan
 from occprep.temporal import global_from_reading, orientation_from_global
+from occprep.workers import can_fork, cores, fork_call
 
 CORNER_SIGNS = np.array([[1, 1, 1, 1, -1, -1, -1, -1],
                          [1, -1, -1, 1, 1, -1, -1, 1],
@@ -95,9 +96,11 @@ def _may_be_seen(centre: np.ndarray, radius: np.ndarray, planes: np.ndarray) -> 
     return (np.einsum("pki,pi->pk", planes, centre) > -radius[:, None]).all(axis=1)
 
 
-def camera_boxes(scan: Scan) -> CameraBoxes:
-    """Every annotation box of every keyframe in each of the keyframe's cameras, where it has a 2-D box."""
+def camera_boxes(scan: Scan, keyframe_rows: slice = slice(None)) -> CameraBoxes:
+    """Every annotation box of the keyframes in `keyframe_rows` (default: all) in each of the keyframe's
+    cameras, where it has a 2-D box; the pairs of consecutive ranges, `joined`, are those of the whole."""
     keyframes, boxes, readings = scan.keyframes, scan.annotations, scan.readings
+    first, stop, _ = keyframe_rows.indices(len(keyframes.token))
     cameras = keyframes.cameras.shape[1]
     camera_from_global = global_from_reading(scan, keyframes.cameras).inverse()
     intrinsics = np.array([scan.intrinsics[c] if scan.intrinsics[c] else np.eye(3).tolist()
@@ -106,8 +109,9 @@ def camera_boxes(scan: Scan) -> CameraBoxes:
     planes = _frustum_planes(intrinsics[key_calibration], readings.width[keyframes.cameras],
                              readings.height[keyframes.cameras])
     owner = keyframes.of_boxes()
-    pair_box = np.repeat(np.arange(len(owner)), cameras)
-    pair_camera = np.tile(np.arange(cameras), len(owner))
+    box_rows = np.arange(keyframes.annotations[first], keyframes.annotations[max(first, stop)])
+    pair_box = np.repeat(box_rows, cameras)
+    pair_camera = np.tile(np.arange(cameras), len(box_rows))
     columns = {name: [] for name in FIELDS}
     for start in range(0, len(pair_box), CHUNK):
         box, camera = pair_box[start:start + CHUNK], pair_camera[start:start + CHUNK]
@@ -137,6 +141,25 @@ def camera_boxes(scan: Scan) -> CameraBoxes:
     order = np.lexsort((stacked["box"], stacked["camera"], stacked["sample"]))
     return CameraBoxes(**{name: values[order] for name, values in stacked.items()})
 
+
+def joined(ranges: Sequence[CameraBoxes]) -> CameraBoxes:
+    """The `camera_boxes` of consecutive keyframe ranges, in order, as those of the range they make up."""
+    return CameraBoxes(**{name: np.concatenate([getattr(pairs, name) for pairs in ranges]) for name in FIELDS})
+
+
+def camera_boxes_on_cores(scan: Scan) -> CameraBoxes:
+    """`camera_boxes(scan)`; with two cores where this process can fork, the keyframes holding the later
+    half of the boxes are projected meanwhile in a forked child."""
+    offsets = scan.keyframes.annotations
+    if cores() < 2 or not can_fork() or offsets[-1] < 2:
+        return camera_boxes(scan)
+    middle = int(np.searchsorted(offsets, offsets[-1] // 2))
+    later = fork_call(lambda: camera_boxes(scan, slice(middle, None)))
+    try:
+        earlier = camera_boxes(scan, slice(middle))
+        return joined([earlier, later.result()])
+    finally:
+        later.cancel()
 
 
 def project_centres(scan: Scan, seen: CameraBoxes, dtype: type = np.float32) -> Tuple[np.ndarray, np.ndarray]:

@@ -197,29 +197,31 @@ def _result_to_file(path: Optional[str], function: Callable[..., T], *args: obje
     return meta, [buffer.raw().nbytes for buffer in buffers]
 
 
-class Forked:
+class Forked(Generic[T]):
     """A function running in a forked child process (see `fork_call`)."""
 
     def __init__(self, pid: int, readable: int) -> None:
         self._pid: Optional[int] = pid
         self._readable = readable
-        """The pipe that the child writes what it raised into."""
+        """The pipe that the child writes what it returned or raised into."""
 
-    def result(self) -> None:
-        """Wait for the child to end; raise what it raised (caused by its `ChildTraceback`; a `RuntimeError`
-        naming it when it could not be pickled), or an `OccprepError` if the child was killed."""
+    def result(self) -> T:
+        """Wait for the child to end and return what the function returned; raise what it raised (caused by
+        its `ChildTraceback`; a `RuntimeError` naming it when it could not be pickled), or an `OccprepError`
+        if the child was killed."""
         if self._pid is None:
-            return
+            raise RuntimeError("the forked child's result was taken or cancelled already")
         with os.fdopen(self._readable, "rb") as pipe:
-            raised = pipe.read()
+            sent = pipe.read()
         _, status = os.waitpid(self._pid, 0)
         self._pid = None
-        if raised:
-            exc, text = pickle.loads(raised)  # what `_run_child` sent: our own child's bytes
-            exc = exc if exc is not None else RuntimeError(f"in a forked worker: {text.strip().splitlines()[-1]}")
-            raise exc from ChildTraceback(text)
-        if status:
+        if os.WIFSIGNALED(status) or not sent:
             raise worker_died(_exit_cause(status))
+        returned, exc, text = pickle.loads(sent)  # what `_run_child` sent: our own child's bytes
+        if not text:
+            return returned
+        exc = exc if exc is not None else RuntimeError(f"in a forked worker: {text.strip().splitlines()[-1]}")
+        raise exc from ChildTraceback(text)
 
     def cancel(self) -> None:
         """Kill the child, if it is still running, and wait for it to end."""
@@ -239,9 +241,10 @@ class ChildTraceback(Exception):
         return "\n" + self.args[0]
 
 
-def fork_call(function: Callable[[], None]) -> Forked:
+def fork_call(function: Callable[[], T]) -> Forked[T]:
     """Run `function()` in a child forked from this process (only when `can_fork`): it sees this
-    process's records as they are now, with nothing sent. Call `result()` or `cancel()`."""
+    process's records as they are now, with nothing sent; what it returns comes back pickled. Call
+    `result()` or `cancel()`."""
     readable, writable = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -251,22 +254,21 @@ def fork_call(function: Callable[[], None]) -> Forked:
     return Forked(pid, readable)
 
 
-def _run_child(function: Callable[[], None], writable: int) -> None:
-    """The forked child: run `function`, send back what it raised, and end without this process's
-    exit handlers (they belong to the parent)."""
-    raised, status = b"", 0
+def _run_child(function: Callable[[], T], writable: int) -> None:
+    """The forked child: run `function`, send back (what it returned, what it raised, its traceback), and
+    end without this process's exit handlers (they belong to the parent)."""
     try:
-        function()
+        sent, status = pickle.dumps((function(), None, ""), protocol=4), 0
     except BaseException as exc:  # the parent re-raises it, whatever it is, with its traceback as the cause
         status = 1
         text = traceback.format_exc()
         try:
-            raised = pickle.dumps((exc, text), protocol=4)
+            sent = pickle.dumps((None, exc, text), protocol=4)
         except Exception:  # an exception that cannot be pickled arrives as its last line
-            raised = pickle.dumps((None, text), protocol=4)
+            sent = pickle.dumps((None, None, text), protocol=4)
     try:
         with os.fdopen(writable, "wb") as pipe:
-            pipe.write(raised)
+            pipe.write(sent)
     finally:
         os._exit(status)
 

@@ -162,25 +162,43 @@ def test_all_targets_in_one_run_equal_each_target_alone(made, tmp_path):
 
 
 def test_targets_of_one_run_share_the_camera_boxes(generated_mini, tmp_path, monkeypatch):
-    """mmdet3d-v2 and StreamPETR read the same box/camera pairs: each process projects them once."""
+    """mmdet3d-v2 and StreamPETR read the same box/camera pairs: they are projected once in a run, before
+    the writing processes fork."""
     import occprep.infos
 
     calls = tmp_path / "calls"
-    projected = occprep.infos.camera_boxes
+    projected = occprep.infos.camera_boxes_on_cores
 
     def counted(scan):
         with open(calls, "a") as handle:
             handle.write(f"{os.getpid()}\n")
         return projected(scan)
 
-    monkeypatch.setattr(occprep.infos, "camera_boxes", counted)
+    monkeypatch.setattr(occprep.infos, "camera_boxes_on_cores", counted)
     base = generated_mini.lay_out(tmp_path / "base")
     with working_directory(base):
         result = CliRunner().invoke(cli, ["create-infos", "--version", "v1.0-mini", "--no-file-check", "--out-dir",
                                           "out", "--target", "mmdet3d-v2,streampetr", "--quiet"])
     assert result.exit_code == 0, result.output
-    processes = calls.read_text().split()
-    assert processes and len(processes) == len(set(processes))
+    assert calls.read_text().split() == [str(os.getpid())]
+
+
+def test_boxes_projected_in_keyframe_ranges_join_to_those_of_all(real_mini):
+    from occprep.config import dataset_config
+    from occprep.projection import camera_boxes, joined
+    from occprep.reporting import Reporter
+    from occprep.scan import read_scan_tables, scan
+
+    config = dataset_config("nuscenes")
+    scan = scan(read_scan_tables(real_mini.root / real_mini.version, config, Reporter("test", quiet=True),
+                                 details=True), config)
+    whole = camera_boxes(scan)
+    keyframes = len(scan.keyframes.token)
+    for middle in (0, 1, keyframes // 2, keyframes):
+        parts = joined([camera_boxes(scan, slice(middle)), camera_boxes(scan, slice(middle, None))])
+        for name, values in vars(whole).items():
+            np.testing.assert_array_equal(getattr(parts, name), values, err_msg=name)
+    assert len(whole.box) > 0
 
 
 @pytest.fixture(scope="module")

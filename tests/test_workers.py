@@ -31,6 +31,18 @@ def test_the_child_runs_in_another_process_and_its_work_is_seen_after_result(tmp
     assert int(marker.read_text()) != os.getpid()
 
 
+def test_what_the_child_returns_comes_back():
+    values = np.arange(1 << 20, dtype=np.float64)  # larger than a pipe holds at once
+    returned = fork_call(lambda: {"values": values * 2, "pid": os.getpid()}).result()
+    assert returned["pid"] != os.getpid()
+    np.testing.assert_array_equal(returned["values"], values * 2)
+
+
+def test_a_result_that_cannot_be_pickled_is_an_error_naming_it():
+    with pytest.raises(Exception, match="Can't pickle|cannot pickle"):
+        fork_call(lambda: (lambda: None)).result()
+
+
 def test_what_the_child_raises_is_raised_here_caused_by_its_traceback_there():
     def fail():
         raise OccprepError("sample_annotation.visibility_token '' is not a visibility level")
@@ -67,7 +79,8 @@ def test_cancel_ends_a_running_child_at_once():
     started = time.perf_counter()
     child.cancel()
     assert time.perf_counter() - started < 5
-    child.result()  # nothing left to wait for
+    with pytest.raises(RuntimeError, match="cancelled"):
+        child.result()
 
 
 def test_no_fork_while_another_thread_runs(monkeypatch):

@@ -130,6 +130,9 @@ class Target:
     """It needs the cameras' non-keyframe readings (`occprep.scan.scan`)."""
     details: bool = False
     """It needs image sizes, visibility and attributes (`occprep.scan.read_scan_tables`)."""
+    camera_boxes: bool = False
+    """Its annotated infos read the boxes projected into the keyframe cameras (`InfoParts.camera_boxes`),
+    which are then projected before the writing processes fork, so they share them."""
     root_path: Optional[str] = None
     """The reference's path root (when `--root-path` is not given); None: the command's default."""
     steering: bool = False

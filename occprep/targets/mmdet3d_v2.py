@@ -199,4 +199,5 @@ TARGET = Target(
     neutral=neutral,
     extras={"cam_instances": cam_instances},
     details=True,
+    camera_boxes=True,
 )

@@ -117,4 +117,5 @@ TARGET = Target(
     neutral=neutral,
     extras={"cameras_2d": cameras_2d},
     details=True,
+    camera_boxes=True,
 )
