@@ -190,12 +190,12 @@ def test_boxes_projected_in_keyframe_ranges_join_to_those_of_all(real_mini):
     from occprep.scan import read_scan_tables, scan
 
     config = dataset_config("nuscenes")
-    scan = scan(read_scan_tables(real_mini.root / real_mini.version, config, Reporter("test", quiet=True),
-                                 details=True), config)
-    whole = camera_boxes(scan)
-    keyframes = len(scan.keyframes.token)
+    scanned = scan(read_scan_tables(real_mini.root / real_mini.version, config, Reporter("test", quiet=True),
+                                    details=True), config)
+    whole = camera_boxes(scanned)
+    keyframes = len(scanned.keyframes.token)
     for middle in (0, 1, keyframes // 2, keyframes):
-        parts = joined([camera_boxes(scan, slice(middle)), camera_boxes(scan, slice(middle, None))])
+        parts = joined([camera_boxes(scanned, slice(middle)), camera_boxes(scanned, slice(middle, None))])
         for name, values in vars(whole).items():
             np.testing.assert_array_equal(getattr(parts, name), values, err_msg=name)
     assert len(whole.box) > 0
